@@ -461,9 +461,12 @@ def _scan(container, stream) -> tuple[list[tuple[int | None, int, bool]], av.Vid
     packets = []
     first_picture = None
     for item in _demux_checked(container, stream):
-        if item.size == 0 or item.is_discard:
+        if item.size == 0:
             continue
-        packets.append((item.pts, item.dts if item.dts is not None else item.pts, item.is_keyframe))
+        # Discarded packets (an edit list's pre-roll) are no frames, but their keyframe may be
+        # the one every later picture is decoded from.
+        if not item.is_discard:
+            packets.append((item.pts, item.dts if item.dts is not None else item.pts, item.is_keyframe))
         if first_picture is None:
             try:
                 pictures = stream.decode(item)

@@ -1,0 +1,168 @@
+"""Command line: `python -m model_runtime {capture,reconstruct,export,convert,serve,health}`.
+
+Failures the user can fix print one message and a hint on stderr (exit status 2); Ctrl-C keeps
+the finished frames and says how to resume (exit status 130).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import Cancelled, UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Cancelled):
+        print("\ninterrupted: finished frames are kept; run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model_runtime", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    capture = commands.add_parser("capture", help="footage -> capture folder of per-frame maps")
+    capture.add_argument("input", help="a video file, a folder of images, or one image")
+    capture.add_argument("-o", "--output", required=True, help="capture folder to write (resumed if it exists)")
+    add_capture_arguments(capture)
+    capture.add_argument("--reconstruct", action="store_true", help="reconstruct right after capturing")
+    add_reconstruct_arguments(capture)
+    capture.set_defaults(run=run_capture_command)
+
+    reconstruct = commands.add_parser("reconstruct", help="capture folder -> animated mesh, points, head pose")
+    reconstruct.add_argument("capture_dir")
+    add_reconstruct_arguments(reconstruct)
+    reconstruct.set_defaults(run=run_reconstruct_command)
+
+    export = commands.add_parser("export", help="reconstruction -> CSV point tracks or a mesh file")
+    export.add_argument("capture_dir")
+    export.add_argument("--tracks-csv", type=Path, help="2D point tracks: frame, name, x, y, visible")
+    export.add_argument("--mesh", type=Path, help="the mesh at --frame as .obj or .ply")
+    export.add_argument("--frame", type=int, default=0, help="capture frame for --mesh (default 0)")
+    export.set_defaults(run=run_export_command)
+
+    convert = commands.add_parser("convert", help="Face Anything checkpoint.pt -> safetensors (once)")
+    convert.add_argument("checkpoint", type=Path)
+    convert.add_argument("output", type=Path)
+    convert.add_argument("--size", default="giant", choices=("small", "base", "large", "giant"))
+    convert.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    convert.set_defaults(run=run_convert_command)
+
+    serve = commands.add_parser("serve", help="newline-delimited JSON on stdin/stdout (see protocol.py)")
+    serve.set_defaults(run=lambda args: __import__("model_runtime.server", fromlist=["serve"]).serve())
+
+    health = commands.add_parser("health", help="versions, backends and devices as JSON")
+    health.set_defaults(run=run_health_command)
+    return parser
+
+
+def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", help="frame range A:B or A:B:STEP (B exclusive)")
+    parser.add_argument("--focal", help="focal length: 35mm, 35mm/23.5 (sensor width mm) or 1200px; default: 50 deg field of view")
+    parser.add_argument("--backend", default="mediapipe", help="mediapipe (default, CPU) or faceanything (network)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--checkpoint", help="Face Anything weights (.pt or converted .safetensors)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a capture made with other settings")
+
+
+def add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mesh", default="template", choices=("template", "dense"))
+    parser.add_argument("--density", default="high", choices=("low", "medium", "high"))
+    parser.add_argument("--smooth", default="on", help="temporal smoothing: on or off")
+    parser.add_argument(
+        "--points", nargs="*", default=[],
+        help="extra points: canonical X,Y,Z (metres) or pixel:FRAME:X:Y picked on a frame",
+    )
+
+
+def progress_bar(label: str):
+    """A tqdm bar on stderr driven by (done, total) callbacks."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=done - 1, desc=label, unit="frame", file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def run_capture_command(args: argparse.Namespace) -> int:
+    from .capture import CaptureOptions, run_capture
+
+    options = CaptureOptions(
+        frames=args.frames, focal=args.focal, backend=args.backend, device=args.device,
+        checkpoint=args.checkpoint, overwrite=args.overwrite,
+    )
+    warnings: list[str] = []
+    summary = run_capture(
+        args.input, args.output, options, progress=progress_bar("capture"),
+        warn=lambda frame, code, text: warnings.append(text),
+    )
+    for text in warnings[:10]:
+        print(f"warning: {text}", file=sys.stderr)
+    if len(warnings) > 10:
+        print(f"warning: ... and {len(warnings) - 10} more", file=sys.stderr)
+    print(summary.line())
+    if args.reconstruct:
+        args.capture_dir = args.output
+        return run_reconstruct_command(args)
+    return 0
+
+
+def run_reconstruct_command(args: argparse.Namespace) -> int:
+    from .reconstruct import ReconstructOptions, parse_points, reconstruct
+
+    options = ReconstructOptions(mesh=args.mesh, density=args.density, smooth=args.smooth, points=parse_points(args.points))
+    folder = reconstruct(args.capture_dir, options, progress=progress_bar("reconstruct"))
+    print(f"reconstruction -> {folder}")
+    return 0
+
+
+def run_export_command(args: argparse.Namespace) -> int:
+    from .reconstruct.export import export_mesh, export_tracks_csv
+
+    if not args.tracks_csv and not args.mesh:
+        raise UserError("nothing to export", "Give --tracks-csv FILE and/or --mesh FILE.obj|.ply.")
+    if args.tracks_csv:
+        export_tracks_csv(args.capture_dir, args.tracks_csv)
+        print(f"tracks -> {args.tracks_csv}")
+    if args.mesh:
+        export_mesh(args.capture_dir, args.mesh, frame=args.frame)
+        print(f"mesh (frame {args.frame}) -> {args.mesh}")
+    return 0
+
+
+def run_convert_command(args: argparse.Namespace) -> int:
+    from .network.checkpoint import convert_checkpoint
+
+    report = convert_checkpoint(args.checkpoint, args.output, size=args.size, dtype=args.dtype)
+    print(report)
+    return 0
+
+
+def run_health_command(args: argparse.Namespace) -> int:
+    from .health import health_report
+
+    print(json.dumps(health_report(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

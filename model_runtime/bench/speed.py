@@ -1,0 +1,122 @@
+"""Speed and memory of capture and reconstruction (part of `make bench`).
+
+Each measurement runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own:
+the GRID clips from ../shared, 100 frames and a 3,000-frame clip made by repeating one of them
+(memory must stay flat in clip length).
+
+Standalone: `python -m model_runtime.bench.speed` prints the tables.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+GRID_DIR = REPO.parent / "shared" / "media" / "grid"
+CACHE = REPO / "bench" / "cache"
+LONG_CLIP_FRAMES = 3000
+
+
+def repeated_clip(source: Path, frames: int, target: Path) -> Path:
+    """A clip of `frames` frames made by playing `source` forwards and backwards (no jump cuts)."""
+    import av
+
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(source)) as container:
+        images = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    cycle = images + images[-2:0:-1]
+    partial = target.with_suffix(".partial.mp4")
+    with av.open(str(partial), "w") as out:
+        stream = out.add_stream("mpeg4", rate=25)
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 2_000_000
+        for i in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(cycle[i % len(cycle)], format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    partial.rename(target)
+    return target
+
+
+def measure(stage: str, clip: Path, frames: str | None, workdir: Path) -> dict:
+    """Run one stage in a subprocess; returns frames, seconds, frames/s and peak memory (MiB)."""
+    command = [sys.executable, "-m", "model_runtime.bench.speed", "--measure", stage, str(clip), str(workdir)]
+    if frames:
+        command.append(frames)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{stage} benchmark on {clip.name} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _measure_in_process(stage: str, clip: str, workdir: str, frames: str | None) -> dict:
+    capture_dir = Path(workdir) / "capture"
+    if stage == "capture":
+        from model_runtime.capture import CaptureOptions, run_capture
+
+        shutil.rmtree(capture_dir, ignore_errors=True)
+        started = time.perf_counter()
+        summary = run_capture(clip, capture_dir, CaptureOptions(frames=frames))
+        count, with_face = summary.frames, summary.frames_with_face
+    else:
+        from model_runtime.reconstruct import ReconstructOptions, reconstruct
+
+        started = time.perf_counter()
+        reconstruct(capture_dir, ReconstructOptions(mesh="template", density="high"))
+        from model_runtime.capture_folder import CaptureFolder
+
+        count = with_face = CaptureFolder(capture_dir).frame_count
+    seconds = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"frames": count, "with_face": with_face, "seconds": round(seconds, 2),
+            "fps": round(count / seconds, 1), "peak_mib": round(peak_mib)}
+
+
+def clips() -> list[tuple[str, Path, str | None]]:
+    grid = sorted(GRID_DIR.glob("*.mpg"))
+    if not grid:
+        return []
+    long_clip = repeated_clip(grid[0], LONG_CLIP_FRAMES, CACHE / f"{grid[0].stem}_x{LONG_CLIP_FRAMES}.mp4")
+    rows = [(f"GRID {path.stem} (75 frames)", path, None) for path in grid]
+    rows.append((f"{grid[0].stem} repeated, 100 frames", long_clip, "0:100"))
+    rows.append((f"{grid[0].stem} repeated, {LONG_CLIP_FRAMES} frames", long_clip, None))
+    return rows
+
+
+def run(report=None) -> str:
+    """Measure every clip; returns (and adds to `report`) a markdown table."""
+    selected = clips()
+    if not selected:
+        text = f"Skipped: the GRID clips are not in {GRID_DIR} (../shared beside the checkout)."
+    else:
+        lines = ["| clip | frames with a face | capture frames/s | capture peak MiB "
+                 "| reconstruct frames/s | reconstruct peak MiB |", "|---|---|---|---|---|---|"]
+        with tempfile.TemporaryDirectory(prefix="fa-bench-") as workdir:
+            for label, clip, frames in selected:
+                cap = measure("capture", clip, frames, Path(workdir))
+                rec = measure("reconstruct", clip, frames, Path(workdir))
+                lines.append(f"| {label} | {cap['with_face']}/{cap['frames']} | {cap['fps']} | {cap['peak_mib']} | {rec['fps']} | {rec['peak_mib']} |")
+                print(lines[-1], flush=True)
+        text = "\n".join(lines)
+    if report is not None:
+        report.section("Speed and memory (capture: MediaPipe backend; reconstruction: 8k-vertex template)", text)
+    return text
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--measure":
+        stage, clip, workdir = sys.argv[2:5]
+        frames = sys.argv[5] if len(sys.argv) > 5 else None
+        print(json.dumps(_measure_in_process(stage, clip, workdir, frames)))
+    else:
+        print(run())

@@ -1,0 +1,278 @@
+"""The capture job: footage in, one capture folder of per-frame maps out.
+
+Frames are streamed from the source through a backend and written one by one (see
+capture_folder.py), so memory does not grow with the clip and a crash, kill or cancel keeps
+every finished frame. Running the same capture again computes only the missing frames; a
+folder that holds a capture of other footage or other settings is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import __version__
+from .backends import create_backend
+from .capture_folder import FORMAT, FORMAT_VERSION, FRAMES_DIR, MANIFEST_NAME, CaptureFolder, write_frame, write_json_atomic
+from .contract import FrameMaps
+from .errors import Cancelled, CaptureFolderError, InputError
+from .frames import Frame, FrameSource, open_source, parse_frame_range
+from .intrinsics import intrinsics_for, parse_focal
+
+ProgressCallback = Callable[[int, int], None]
+WarningCallback = Callable[[int, str, str], None]
+
+
+@dataclass
+class CaptureOptions:
+    """Everything that changes the maps (all of it goes into the settings hash but `overwrite`)."""
+
+    frames: str | None = None
+    focal: str | None = None
+    backend: str = "mediapipe"
+    device: str = "auto"
+    checkpoint: str | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class CaptureSummary:
+    capture_dir: str
+    frames: int
+    computed: int
+    frames_with_face: int
+    seconds: float
+    frames_per_second: float
+
+    def line(self) -> str:
+        return (
+            f"{self.frames} frames, {self.frames_with_face} with a face, "
+            f"{self.computed} computed at {self.frames_per_second:.1f} frames/s -> {self.capture_dir}"
+        )
+
+
+def run_capture(
+    input_path: str | Path,
+    output_dir: str | Path,
+    options: CaptureOptions | None = None,
+    progress: ProgressCallback | None = None,
+    warn: WarningCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> CaptureSummary:
+    """Capture `input_path` into `output_dir`; resumes a capture with the same source and settings."""
+    options = options or CaptureOptions()
+    output_dir = Path(output_dir)
+    with open_source(input_path) as source:
+        start, stop, step = _frame_range(source, options.frames)
+        indices = list(range(start, stop, step))
+        intrinsics = _intrinsics(source, options)
+        manifest = _manifest(source, options, indices, intrinsics)
+        _prepare_folder(output_dir, manifest, options.overwrite)
+        folder = CaptureFolder(output_dir)
+        folder.remove_partial_files()
+        missing = sorted(set(range(len(indices))) - set(folder.finished_indices()))
+        started = time.perf_counter()
+        computed = _compute_frames(source, folder, options, indices, missing, intrinsics, progress, warn, should_cancel)
+        seconds = time.perf_counter() - started
+    return CaptureSummary(
+        capture_dir=str(output_dir),
+        frames=len(indices),
+        computed=computed,
+        frames_with_face=count_frames_with_face(folder),
+        seconds=seconds,
+        frames_per_second=computed / seconds if seconds > 0 else 0.0,
+    )
+
+
+def count_frames_with_face(folder: CaptureFolder) -> int:
+    count = 0
+    for index in folder.finished_indices():
+        with np.load(folder.path / FRAMES_DIR / f"{index:06d}.npz") as data:
+            count += bool(data["has_face"])
+    return count
+
+
+def _frame_range(source: FrameSource, text: str | None) -> tuple[int, int, int]:
+    total = source.info.frame_count
+    start, stop, step = parse_frame_range(text) if text else (0, None, 1)
+    stop = total if stop is None else stop
+    if not 0 <= start < total or stop > total or stop <= start:
+        raise InputError(
+            f"frame range {text!r} is outside {source.info.path}, which has frames 0 to {total - 1}",
+            f"Give a range within 0:{total}, for example --frames 0:{total}.",
+        )
+    return start, stop, step
+
+
+def _intrinsics(source: FrameSource, options: CaptureOptions) -> np.ndarray | None:
+    """The user's focal length, or the default field of view; None lets a network backend solve it."""
+    info = source.info
+    focal = parse_focal(options.focal) if options.focal else {}
+    if not focal and options.backend != "mediapipe":
+        return None
+    return intrinsics_for(info.width, info.height, **focal)
+
+
+def _settings(options: CaptureOptions, indices: list[int]) -> dict:
+    settings = {key: value for key, value in asdict(options).items() if key != "overwrite"}
+    settings["frames"] = [indices[0], indices[-1] + 1, indices[1] - indices[0] if len(indices) > 1 else 1]
+    return settings
+
+
+def _manifest(source: FrameSource, options: CaptureOptions, indices: list[int], intrinsics) -> dict:
+    info = source.info
+    all_times = source.timestamps()
+    settings = _settings(options, indices)
+    settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "runtime_version": __version__,
+        "source": {
+            "path": str(Path(info.path).resolve()),
+            "kind": info.kind,
+            "fingerprint": info.fingerprint(),
+            "width": info.width,
+            "height": info.height,
+            "frame_count": info.frame_count,
+            "fps": info.fps,
+            "rotation": info.rotation,
+        },
+        "frames": {
+            "start": settings["frames"][0],
+            "stop": settings["frames"][1],
+            "step": settings["frames"][2],
+            "count": len(indices),
+            "source_indices": indices,
+            "timestamps": [float(all_times[i]) for i in indices],
+        },
+        "backend": {"name": options.backend},
+        "intrinsics": None if intrinsics is None else np.asarray(intrinsics).tolist(),
+        "focal": options.focal,
+        "settings": settings,
+        "settings_hash": settings_hash,
+    }
+
+
+def _prepare_folder(output_dir: Path, manifest: dict, overwrite: bool) -> None:
+    """Create the folder, or check that the capture already in it is this one."""
+    existing = output_dir / MANIFEST_NAME
+    if existing.is_file() and not overwrite:
+        old = CaptureFolder(output_dir).manifest
+        if old["source"]["fingerprint"] != manifest["source"]["fingerprint"]:
+            raise CaptureFolderError(
+                f"{output_dir} holds a capture of other footage ({old['source']['path']})",
+                "Choose another output folder, or pass --overwrite to replace it.",
+            )
+        if old["settings_hash"] != manifest["settings_hash"]:
+            changed = sorted(k for k in manifest["settings"] if old["settings"].get(k) != manifest["settings"][k])
+            raise CaptureFolderError(
+                f"{output_dir} holds a capture made with other settings ({', '.join(changed)} differ)",
+                "Choose another output folder, or pass --overwrite to replace it.",
+            )
+        manifest["backend"] = old["backend"]
+        return
+    try:
+        if overwrite and output_dir.exists():
+            shutil.rmtree(output_dir / FRAMES_DIR, ignore_errors=True)
+            (output_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        (output_dir / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(output_dir / MANIFEST_NAME, manifest)
+    except OSError as exc:
+        raise CaptureFolderError(
+            f"cannot write the capture folder {output_dir}: {exc.strerror or exc}",
+            "Choose a folder you can write to (-o), or fix its permissions.",
+        ) from exc
+
+
+def _compute_frames(source, folder, options, indices, missing, intrinsics, progress, warn, should_cancel) -> int:
+    """Run the backend over the missing frames, writing each as it finishes."""
+    if not missing:
+        return 0
+    index_of = {source_index: i for i, source_index in enumerate(indices)}
+    todo = set(missing)
+    backend = create_backend(options.backend, **_backend_options(options, source))
+    _record_backend(folder, backend)
+    pending: deque[int] = deque()
+    done = 0
+
+    def report(capture_index: int) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(len(indices) - len(todo) + done, len(indices))
+
+    def images() -> Iterator[np.ndarray]:
+        for frame in _source_frames(source, indices, todo, index_of):
+            if should_cancel and should_cancel():
+                raise Cancelled()
+            capture_index = index_of[frame.index]
+            if frame.image is None:
+                # Recorded as a frame without a face, so reconstruction fills across it.
+                if warn:
+                    warn(capture_index, "unreadable_frame", frame.error)
+                write_frame(folder.path, capture_index, _unreadable_frame(source, intrinsics))
+                report(capture_index)
+                continue
+            pending.append(capture_index)
+            yield frame.image
+
+    # Writing (zlib) overlaps with the next frame's prediction; one write is in flight at a time,
+    # and its failure (a full disk) surfaces before the next frame is handed over.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        in_flight = None
+        try:
+            for maps in backend.predict_frames(images(), intrinsics):
+                capture_index = pending.popleft()
+                if in_flight is not None:
+                    in_flight.result()
+                in_flight = writer.submit(write_frame, folder.path, capture_index, maps)
+                if not maps.has_face and warn:
+                    warn(capture_index, "no_face", f"no face found in frame {indices[capture_index]}")
+                report(capture_index)
+            if in_flight is not None:
+                in_flight.result()
+        finally:
+            backend.close()
+    return done
+
+
+def _unreadable_frame(source: FrameSource, intrinsics: np.ndarray | None) -> FrameMaps:
+    info = source.info
+    if intrinsics is None:
+        intrinsics = intrinsics_for(info.width, info.height)
+    return FrameMaps.empty(intrinsics, (info.width, info.height))
+
+
+def _source_frames(source, indices, todo, index_of) -> Iterable[Frame]:
+    """The source frames whose capture index is still to compute, in order."""
+    step = indices[1] - indices[0] if len(indices) > 1 else 1
+    first_missing = indices[min(todo)]
+    for frame in source.frames(first_missing, indices[-1] + 1, step):
+        if index_of.get(frame.index) in todo:
+            yield frame
+
+
+def _backend_options(options: CaptureOptions, source: FrameSource) -> dict:
+    if options.backend == "mediapipe":
+        return {"static_images": source.info.kind != "video"}
+    return {"checkpoint": options.checkpoint, "device": options.device}
+
+
+def _record_backend(folder: CaptureFolder, backend) -> None:
+    manifest = folder.manifest
+    manifest["backend"] = {
+        "name": backend.name,
+        "version": backend.version,
+        "canonical_space": backend.canonical_space,
+        **(backend.describe() if hasattr(backend, "describe") else {}),
+    }
+    write_json_atomic(folder.path / MANIFEST_NAME, manifest)

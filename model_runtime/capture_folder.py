@@ -1,0 +1,189 @@
+"""The capture folder: what a capture writes and what reconstruction reads.
+
+Layout::
+
+    CAPTURE_DIR/
+      manifest.json        what was captured and how (see `Manifest`)
+      frames/000000.npz    one file per captured frame, numbered by capture index (0-based)
+
+``manifest.json`` fields: ``format`` ("faceanything-capture"), ``format_version``, ``source``
+(path, kind, fingerprint, width, height, frame_count, fps, rotation), ``frames`` (start, stop,
+step, count, ``source_indices`` and ``timestamps`` in seconds, one per capture index),
+``backend`` (name, version, ``canonical_space``, and for network backends the weights' sha256),
+``intrinsics`` (3x3, pixels), ``focal`` (what the user asked for), ``settings`` (everything that
+changes the maps) and ``runtime_version``.
+
+A frame file is a compressed npz holding ``has_face`` (bool), ``window`` (4 int32, x0 y0 x1 y1)
+and, when there is a face, float16 maps of the window: ``depth_offset`` (depth minus the float32
+scalar ``depth_reference``, so float16 keeps sub-millimetre precision at any distance),
+``canonical`` (h, w, 3), ``depth_confidence``, ``canonical_confidence``, bool ``mask``, plus
+``intrinsics`` (3, 3) and, where the backend has them, float32 ``landmarks2d``, ``landmarks3d`` and
+``head_pose``. A frame file is written to a temporary name and renamed, so a crash or kill never
+leaves a partial frame: a frame either exists whole or not at all, and a re-run only computes
+the missing ones.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .contract import FrameMaps
+from .errors import CaptureFolderError
+
+FORMAT = "faceanything-capture"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+FRAMES_DIR = "frames"
+_OPTIONAL_ARRAYS = ("landmarks2d", "landmarks3d", "head_pose")
+
+
+def frame_path(capture_dir: Path, index: int) -> Path:
+    return Path(capture_dir) / FRAMES_DIR / f"{index:06d}.npz"
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def read_manifest(capture_dir: Path) -> dict:
+    path = Path(capture_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise CaptureFolderError(
+            f"{capture_dir} is not a capture folder (no {MANIFEST_NAME})",
+            "Run a capture into it first: python -m model_runtime capture INPUT -o FOLDER",
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CaptureFolderError(f"{path} cannot be read: {exc}", "Delete the folder and capture again.") from exc
+    if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise CaptureFolderError(
+            f"{path} is not a capture this runtime can read "
+            f"(format {manifest.get('format')!r} version {manifest.get('format_version')!r})",
+            "Capture the footage again with this version.",
+        )
+    return manifest
+
+
+def write_frame(capture_dir: Path, index: int, maps: FrameMaps) -> None:
+    """Store one frame's maps atomically (temporary file, then rename)."""
+    arrays: dict[str, np.ndarray] = {
+        "has_face": np.array(maps.has_face),
+        "window": np.asarray(maps.window, np.int32),
+        "intrinsics": np.asarray(maps.intrinsics, np.float64),
+    }
+    if maps.has_face:
+        inside = maps.depth[maps.mask]
+        reference = np.float32(np.median(inside))
+        arrays.update(
+            depth_reference=reference,
+            depth_offset=np.where(maps.mask, maps.depth - reference, 0).astype(np.float16),
+            canonical=maps.canonical.astype(np.float16),
+            depth_confidence=maps.depth_confidence.astype(np.float16),
+            canonical_confidence=maps.canonical_confidence.astype(np.float16),
+            mask=maps.mask,
+        )
+    for name in _OPTIONAL_ARRAYS:
+        value = getattr(maps, name)
+        if value is not None:
+            arrays[name] = np.asarray(value, np.float32)
+    target = frame_path(capture_dir, index)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise CaptureFolderError(
+            f"cannot write frame {index} to {capture_dir}: {exc.strerror or exc}",
+            "Free some disk space or choose another output folder, then run the capture again to resume.",
+        ) from exc
+
+
+def read_frame(capture_dir: Path, index: int, frame_size: tuple[int, int]) -> FrameMaps:
+    """Load one frame's maps (float32) as written by `write_frame`."""
+    path = frame_path(capture_dir, index)
+    try:
+        with np.load(path) as data:
+            stored = {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CaptureFolderError(
+            f"frame {index} of {capture_dir} cannot be read ({path.name}: {exc})",
+            "Delete that frame file and run the capture again; only missing frames are recomputed.",
+        ) from exc
+    optional = {name: stored.get(name) for name in _OPTIONAL_ARRAYS}
+    if not bool(stored["has_face"]):
+        maps = FrameMaps.empty(stored["intrinsics"], frame_size)
+        for name, value in optional.items():
+            setattr(maps, name, value)
+        return maps
+    mask = stored["mask"]
+    depth = np.where(mask, stored["depth_offset"].astype(np.float32) + stored["depth_reference"], 0)
+    return FrameMaps(
+        depth=depth.astype(np.float32),
+        canonical=stored["canonical"].astype(np.float32),
+        depth_confidence=stored["depth_confidence"].astype(np.float32),
+        canonical_confidence=stored["canonical_confidence"].astype(np.float32),
+        mask=mask,
+        intrinsics=stored["intrinsics"],
+        frame_size=tuple(frame_size),
+        window=tuple(int(v) for v in stored["window"]),
+        **optional,
+    )
+
+
+class CaptureFolder:
+    """Read access to a finished (or partly finished) capture."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.manifest["frames"]["count"])
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        source = self.manifest["source"]
+        return int(source["width"]), int(source["height"])
+
+    @property
+    def timestamps(self) -> list[float]:
+        return list(self.manifest["frames"]["timestamps"])
+
+    @property
+    def canonical_space(self) -> str:
+        return self.manifest["backend"]["canonical_space"]
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the capture: its source and the settings that made it."""
+        return f"{self.manifest['source']['fingerprint']}/{self.manifest['settings_hash']}"
+
+    def finished_indices(self) -> list[int]:
+        folder = self.path / FRAMES_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.stem) for p in folder.glob("[0-9]*.npz"))
+
+    def is_complete(self) -> bool:
+        return len(self.finished_indices()) == self.frame_count
+
+    def remove_partial_files(self) -> None:
+        """Delete temporary files a killed writer left behind (never a finished frame)."""
+        for leftover in (self.path / FRAMES_DIR).glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+    def frame(self, index: int) -> FrameMaps:
+        return read_frame(self.path, index, self.frame_size)

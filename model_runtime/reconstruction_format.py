@@ -1,0 +1,138 @@
+"""The reconstruction folder: what `reconstruct` writes and the Blender side reads.
+
+Uses the standard library and numpy only, so the Blender extension loads this very file.
+
+Layout (``CAPTURE_DIR/reconstruction/``)::
+
+    header.json             format, format_version, capture_fingerprint, canonical_space,
+                            mesh_mode, settings, frame_count, vertex_count, frame_size
+                            [width, height], fps, runtime_version
+    mesh.npz                canonical_vertices (V, 3) float32  vertex positions in canonical space
+                            triangles          (F, 3) int32    counter-clockwise seen from outside
+                            uv                 (V, 2) float32  texture coordinates in [0, 1]
+    vertices.npy            (T, V, 3) float32  camera space (OpenCV axes, metres), per frame;
+                            a plain .npy so readers can memory-map it
+    vertex_confidence.npy   (T, V) float16 in [0, 1]
+    vertex_filled.npy       (T, V) bool    True where the vertex was not seen and was filled in
+    frames.npz              head_pose      (T, 4, 4) float64  canonical -> camera rigid transform
+                            intrinsics     (T, 3, 3) float64  pixels
+                            frame_state    (T,) uint8  FRAME_TRACKED, FRAME_FILLED (no face,
+                                           interpolated across) or FRAME_HELD (no face, held
+                                           from the nearest face frame at a clip end)
+                            timestamps     (T,) float64 seconds from the source start
+                            source_indices (T,) int64  frame numbers in the source
+    points.npz              names     (P,) str    stable names such as ``mouth_corner_L``
+                            canonical (P, 3) float32
+                            positions (T, P, 3) float32 camera space, metres
+                            pixels    (T, P, 2) float32 pixel positions (centre of pixel 0 = 0)
+                            visible   (T, P) bool
+
+Frame t of every array is capture index t. ``_L``/``_R`` are the subject's left and right.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "faceanything-reconstruction"
+FORMAT_VERSION = 1
+FOLDER_NAME = "reconstruction"
+FRAME_TRACKED, FRAME_FILLED, FRAME_HELD = 0, 1, 2
+MESH_ARRAYS = ("canonical_vertices", "triangles", "uv")
+FRAME_ARRAYS = ("head_pose", "intrinsics", "frame_state", "timestamps", "source_indices")
+POINT_ARRAYS = ("names", "canonical", "positions", "pixels", "visible")
+
+
+@dataclass
+class Reconstruction:
+    header: dict
+    canonical_vertices: np.ndarray
+    triangles: np.ndarray
+    uv: np.ndarray
+    vertices: np.ndarray
+    vertex_confidence: np.ndarray
+    vertex_filled: np.ndarray
+    head_pose: np.ndarray
+    intrinsics: np.ndarray
+    frame_state: np.ndarray
+    timestamps: np.ndarray
+    source_indices: np.ndarray
+    point_names: list[str]
+    point_canonical: np.ndarray
+    point_positions: np.ndarray
+    point_pixels: np.ndarray
+    point_visible: np.ndarray
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        width, height = self.header["frame_size"]
+        return int(width), int(height)
+
+
+def reconstruction_dir(capture_dir: Path) -> Path:
+    return Path(capture_dir) / FOLDER_NAME
+
+
+def load_reconstruction(folder: Path, memory_map: bool = True) -> Reconstruction:
+    """Read a reconstruction folder; `vertices.npy` stays on disk when `memory_map` is set."""
+    folder = Path(folder)
+    header_path = folder / "header.json"
+    if not header_path.is_file():
+        raise FileNotFoundError(f"{folder} holds no reconstruction (no header.json); run reconstruct first")
+    header = json.loads(header_path.read_text(encoding="utf-8"))
+    if header.get("format") != FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{header_path} is not a reconstruction this version can read")
+    mode = "r" if memory_map else None
+    with np.load(folder / "mesh.npz") as mesh, np.load(folder / "frames.npz") as frames, np.load(
+        folder / "points.npz"
+    ) as points:
+        return Reconstruction(
+            header=header,
+            canonical_vertices=mesh["canonical_vertices"],
+            triangles=mesh["triangles"],
+            uv=mesh["uv"],
+            vertices=np.load(folder / "vertices.npy", mmap_mode=mode),
+            vertex_confidence=np.load(folder / "vertex_confidence.npy", mmap_mode=mode),
+            vertex_filled=np.load(folder / "vertex_filled.npy", mmap_mode=mode),
+            head_pose=frames["head_pose"],
+            intrinsics=frames["intrinsics"],
+            frame_state=frames["frame_state"],
+            timestamps=frames["timestamps"],
+            source_indices=frames["source_indices"],
+            point_names=[str(name) for name in points["names"]],
+            point_canonical=points["canonical"],
+            point_positions=points["positions"],
+            point_pixels=points["pixels"],
+            point_visible=points["visible"],
+        )
+
+
+def open_vertex_arrays(folder: Path, frame_count: int, vertex_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Create `vertices.npy`, `vertex_confidence.npy` and `vertex_filled.npy` as writable memory
+    maps, so a writer never holds every frame in memory."""
+    shape = (frame_count, vertex_count)
+    create = np.lib.format.open_memmap
+    return (
+        create(Path(folder) / "vertices.npy", mode="w+", dtype=np.float32, shape=shape + (3,)),
+        create(Path(folder) / "vertex_confidence.npy", mode="w+", dtype=np.float16, shape=shape),
+        create(Path(folder) / "vertex_filled.npy", mode="w+", dtype=bool, shape=shape),
+    )
+
+
+def write_reconstruction_files(folder: Path, header: dict, mesh: dict, frames: dict, points: dict) -> None:
+    """Write header.json, mesh.npz, frames.npz and points.npz (arrays named as in the layout
+    above); header.json goes last, so a folder with a header is complete."""
+    folder = Path(folder)
+    for name, arrays, keys in (("mesh", mesh, MESH_ARRAYS), ("frames", frames, FRAME_ARRAYS), ("points", points, POINT_ARRAYS)):
+        if set(arrays) != set(keys):
+            raise ValueError(f"{name}.npz takes exactly {', '.join(keys)}; got {', '.join(sorted(arrays))}")
+        np.savez(folder / f"{name}.npz", **arrays)
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, **header}
+    (folder / "header.json").write_text(json.dumps(header, indent=1), encoding="utf-8")

@@ -1,0 +1,171 @@
+"""`python -m model_runtime serve`: the runtime as a subprocess speaking protocol.py.
+
+The main thread reads requests from stdin; jobs run one at a time on a worker thread, so
+``cancel`` and ``health`` are answered while a job runs. End of stdin cancels the running job
+and ends the process once the job has stopped (its finished frames are on disk).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import TextIO
+
+from . import __version__, protocol
+from .capture import CaptureOptions, run_capture
+from .errors import Cancelled, UserError
+from .health import health_report
+
+log = logging.getLogger("model_runtime.server")
+PROGRESS_INTERVAL_S = 0.2
+
+
+class EventWriter:
+    """Serialises events onto one stream from any thread."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, kind: str, request_id: str | None, **fields) -> None:
+        line = protocol.encode(protocol.event(kind, request_id, **fields))
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+
+class ProgressReporter:
+    """Turns per-frame callbacks into throttled progress events with frames/s and time left."""
+
+    def __init__(self, events: EventWriter, request_id: str | None, stage: str):
+        self.events, self.request_id, self.stage = events, request_id, stage
+        self.started = time.perf_counter()
+        self.first_done: int | None = None
+        self.last_sent = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if self.first_done is None:
+            # Frames finished by an earlier run do not count towards the rate.
+            self.first_done, self.started = done - 1, now - 1e-3
+        if done < total and now - self.last_sent < PROGRESS_INTERVAL_S:
+            return
+        self.last_sent = now
+        rate = (done - self.first_done) / max(now - self.started, 1e-6)
+        eta = (total - done) / rate if rate > 0 else None
+        self.events.send(
+            "progress", self.request_id, stage=self.stage, done=done, total=total,
+            fps=round(rate, 2), eta_s=None if eta is None else round(eta, 1),
+        )
+
+
+class Server:
+    def __init__(self, stdin: TextIO, stdout: TextIO):
+        self.stdin = stdin
+        self.events = EventWriter(stdout)
+        self.cancel_requested = threading.Event()
+        self.job: threading.Thread | None = None
+
+    def serve(self) -> int:
+        self.events.send("ready", None, version=__version__, protocol=protocol.PROTOCOL_VERSION)
+        for line in self.stdin:
+            if not line.strip():
+                continue
+            try:
+                message = protocol.parse_request(line)
+            except protocol.ProtocolError as exc:
+                self.events.send("error", None, code="bad_request", message=str(exc), hint="See model_runtime/protocol.py.")
+                continue
+            if not self.handle(message):
+                break
+        self.stop_job()
+        return 0
+
+    def handle(self, message: dict) -> bool:
+        """Answer one request; False ends the server."""
+        kind, request_id = message["type"], message.get("id")
+        if kind == "shutdown":
+            return False
+        if kind == "cancel":
+            self.cancel_requested.set()
+        elif kind == "health":
+            self.events.send("health", request_id, **health_report())
+        elif self.job is not None and self.job.is_alive():
+            self.events.send(
+                "error", request_id, code="busy", message="a job is already running",
+                hint="Wait for it to finish or cancel it first.",
+            )
+        else:
+            self.cancel_requested.clear()
+            self.job = threading.Thread(target=self.run_job, args=(message,), name=f"job-{kind}", daemon=True)
+            self.job.start()
+        return True
+
+    def stop_job(self) -> None:
+        if self.job is not None and self.job.is_alive():
+            self.cancel_requested.set()
+            self.job.join()
+
+    def run_job(self, message: dict) -> None:
+        request_id = message.get("id")
+        stage = "capture" if message["type"] != "reconstruct" else "reconstruct"
+        try:
+            if message["type"] in ("capture", "capture_reconstruct"):
+                self.capture(message)
+            if message["type"] in ("reconstruct", "capture_reconstruct"):
+                stage = "reconstruct"
+                self.reconstruct(message)
+        except Cancelled:
+            self.events.send("cancelled", request_id, stage=stage, done=True)
+        except UserError as exc:
+            self.events.send("error", request_id, code=exc.code, message=exc.message, hint=exc.hint)
+        except Exception as exc:  # noqa: BLE001 - the client must hear about every failure
+            log.error("job %s failed:\n%s", message["type"], traceback.format_exc())
+            self.events.send(
+                "error", request_id, code="internal", message=f"{type(exc).__name__}: {exc}",
+                hint="This is a bug in the runtime; the runtime log (stderr) has the details.",
+            )
+
+    def capture(self, message: dict) -> None:
+        request_id = message.get("id")
+        options = CaptureOptions(**{k: message[k] for k in CAPTURE_FIELDS if message.get(k) is not None})
+        self.events.send("started", request_id, stage="capture", total=None, capture_dir=message["output"])
+        summary = run_capture(
+            message["input"], message["output"], options,
+            progress=ProgressReporter(self.events, request_id, "capture"),
+            warn=lambda frame, code, text: self.events.send("warning", request_id, code=code, message=text, frame=frame),
+            should_cancel=self.cancel_requested.is_set,
+        )
+        self.events.send("finished", request_id, stage="capture", summary=vars(summary))
+
+    def reconstruct(self, message: dict) -> None:
+        from .reconstruct import ReconstructOptions, reconstruct
+
+        request_id = message.get("id")
+        capture_dir = message.get("capture_dir") or message["output"]
+        options = ReconstructOptions(**{k: message[k] for k in RECONSTRUCT_FIELDS if message.get(k) is not None})
+        self.events.send("started", request_id, stage="reconstruct", total=None, capture_dir=capture_dir)
+        folder = reconstruct(
+            capture_dir, options,
+            progress=ProgressReporter(self.events, request_id, "reconstruct"),
+            should_cancel=self.cancel_requested.is_set,
+        )
+        self.events.send("finished", request_id, stage="reconstruct", summary={"reconstruction_dir": str(folder)})
+
+
+CAPTURE_FIELDS = ("frames", "focal", "backend", "device", "checkpoint", "overwrite")
+RECONSTRUCT_FIELDS = ("mesh", "density", "smooth", "points")
+
+
+def serve() -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    stdin = open(sys.stdin.fileno(), encoding="utf-8", closefd=False)
+    # Protocol lines get a private copy of stdout; file descriptor 1 then points at stderr, so
+    # whatever a library prints (native code included) lands in the log, not in the protocol.
+    protocol_out = open(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return Server(stdin, protocol_out).serve()

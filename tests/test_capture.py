@@ -1,0 +1,159 @@
+"""The capture job on real footage: resumable, refuses the wrong folder, never a partial frame."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, sample_file
+from model_runtime.capture import CaptureOptions, run_capture
+from model_runtime.capture_folder import CaptureFolder, frame_path
+from model_runtime.errors import Cancelled, CaptureFolderError, InputError
+
+
+def test_grid_clip_has_a_face_in_every_frame(grid_clip, tmp_path):
+    summary = run_capture(grid_clip, tmp_path / "cap")
+    folder = CaptureFolder(tmp_path / "cap")
+    assert summary.frames == folder.frame_count == 75
+    assert summary.frames_with_face == 75
+    manifest = folder.manifest
+    assert manifest["backend"]["name"] == "mediapipe"
+    assert manifest["backend"]["canonical_space"] == "faceanything-mp478-v1"
+    assert manifest["frames"]["timestamps"][:3] == pytest.approx([0.0, 0.04, 0.08])
+    maps = folder.frame(40)
+    assert maps.has_face and maps.landmarks2d.shape == (478, 2)
+    assert 0.2 < float(np.median(maps.depth[maps.mask])) < 3.0
+
+
+def test_frame_range_and_step(grid_clip, tmp_path):
+    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="10:30:5"))
+    manifest = CaptureFolder(tmp_path / "cap").manifest
+    assert manifest["frames"]["source_indices"] == [10, 15, 20, 25]
+    assert CaptureFolder(tmp_path / "cap").finished_indices() == [0, 1, 2, 3]
+
+
+def test_cancel_keeps_finished_frames_and_resume_computes_only_the_rest(grid_clip, tmp_path):
+    seen = []
+    with pytest.raises(Cancelled):
+        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:20"),
+                    progress=lambda done, total: seen.append(done), should_cancel=lambda: len(seen) >= 8)
+    finished = CaptureFolder(tmp_path / "cap").finished_indices()
+    assert 8 <= len(finished) < 20
+    summary = run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:20"))
+    assert summary.computed == 20 - len(finished)
+    assert CaptureFolder(tmp_path / "cap").is_complete()
+    assert run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:20")).computed == 0
+
+
+def test_other_settings_or_footage_are_refused_unless_overwritten(grid_clip, tmp_path):
+    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:3"))
+    with pytest.raises(CaptureFolderError, match="other settings.*focal"):
+        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:3", focal="50mm"))
+    other = shutil.copy(sample_file("single_face.mp4"), tmp_path / "other.mp4")
+    with pytest.raises(CaptureFolderError, match="other footage"):
+        run_capture(other, tmp_path / "cap", CaptureOptions(frames="0:3"))
+    summary = run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:3", focal="50mm", overwrite=True))
+    assert summary.computed == 3
+    assert CaptureFolder(tmp_path / "cap").manifest["focal"] == "50mm"
+
+
+def test_focal_sets_the_intrinsics(grid_clip, tmp_path):
+    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:1", focal="900px"))
+    intrinsics = np.array(CaptureFolder(tmp_path / "cap").manifest["intrinsics"])
+    assert intrinsics[0, 0] == pytest.approx(900) and intrinsics[1, 1] == pytest.approx(900)
+    assert intrinsics[0, 2] == pytest.approx((360 - 1) / 2)
+
+
+def test_sample_clip_has_a_face_in_every_frame(tmp_path):
+    summary = run_capture(sample_file("single_face.mp4"), tmp_path / "cap")
+    assert summary.frames == 72 and summary.frames_with_face == 72
+
+
+def test_no_face_anywhere_is_recorded_per_frame_not_fatal(tmp_path):
+    warnings = []
+    summary = run_capture(sample_file("no_face.mp4"), tmp_path / "cap", CaptureOptions(frames="0:10"),
+                          warn=lambda frame, code, text: warnings.append((frame, code)))
+    assert summary.frames_with_face == 0 and summary.frames == 10
+    assert warnings == [(i, "no_face") for i in range(10)]
+    assert not CaptureFolder(tmp_path / "cap").frame(3).has_face
+
+
+def test_single_images_grayscale_and_rgba(tmp_path):
+    for name in ("single_face.jpg", "BWPictureHuman.jpg", "Image_with_alpha.png"):
+        summary = run_capture(sample_file(name), tmp_path / name)
+        assert summary.frames == 1, name
+    assert run_capture(sample_file("single_face.jpg"), tmp_path / "single_face.jpg").frames_with_face == 1
+
+
+def test_several_faces_take_the_largest(tmp_path):
+    summary = run_capture(sample_file("multi_face.jpg"), tmp_path / "cap")
+    assert summary.frames_with_face == 1
+    maps = CaptureFolder(tmp_path / "cap").frame(0)
+    assert maps.mask.sum() > 0
+
+
+def test_non_ascii_paths_with_spaces(grid_clip, tmp_path):
+    folder = tmp_path / "prise de vue é 日本"
+    folder.mkdir()
+    clip = shutil.copy(grid_clip, folder / "clip ü.mpg")
+    summary = run_capture(clip, folder / "capture ø", CaptureOptions(frames="0:2"))
+    assert summary.frames_with_face == 2
+
+
+def test_missing_input_names_the_path(tmp_path):
+    with pytest.raises(InputError, match="nope.mp4"):
+        run_capture(tmp_path / "nope.mp4", tmp_path / "cap")
+
+
+def test_range_outside_the_clip_says_what_is_valid(grid_clip, tmp_path):
+    with pytest.raises(InputError, match="0:75"):
+        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="70:90"))
+
+
+def test_unwritable_output_folder(grid_clip, tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CaptureFolderError, match="cannot write the capture folder"):
+        run_capture(grid_clip, blocker / "cap", CaptureOptions(frames="0:2"))
+
+
+def test_a_killed_capture_leaves_only_whole_frames_and_resumes(grid_clip, tmp_path):
+    capture_dir = tmp_path / "cap"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "model_runtime", "capture", str(grid_clip), "-o", str(capture_dir)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list((capture_dir / "frames").glob("*.npz"))) < 10:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    folder = CaptureFolder(capture_dir)
+    finished = folder.finished_indices()
+    assert 10 <= len(finished) < 75
+    for index in finished:
+        folder.frame(index)  # every frame file on disk is whole
+    assert run_capture(grid_clip, capture_dir).computed == 75 - len(finished)
+    assert sorted(p.suffix for p in (capture_dir / "frames").iterdir()) == [".npz"] * 75
+
+
+def test_frame_files_are_small_and_exact_enough(grid_clip, tmp_path):
+    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:1"))
+    folder = CaptureFolder(tmp_path / "cap")
+    assert os.path.getsize(frame_path(folder.path, 0)) < 400_000
+    maps = folder.frame(0)
+    # Landmark depths from the backend survive float16 storage to well under a millimetre.
+    rows = np.round(maps.landmarks2d[:, 1]).astype(int) - maps.window[1]
+    cols = np.round(maps.landmarks2d[:, 0]).astype(int) - maps.window[0]
+    inside = maps.mask[rows, cols]
+    stored = maps.depth[rows, cols][inside]
+    assert np.median(np.abs(stored - maps.landmarks3d[inside, 2])) < 0.003
+    assert json.loads((folder.path / "manifest.json").read_text())["format"] == "faceanything-capture"

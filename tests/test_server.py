@@ -1,0 +1,155 @@
+"""The runtime as a real subprocess: protocol messages, progress, cancel, shutdown; and the CLI."""
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import REPO
+from model_runtime import protocol
+from model_runtime.capture_folder import CaptureFolder
+
+
+class RuntimeProcess:
+    """`python -m model_runtime serve` with its events read on a thread."""
+
+    def __init__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "model_runtime", "serve"], cwd=REPO, text=True, encoding="utf-8",
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.events: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.events.put(protocol.decode_event(line))
+        self.events.put(None)
+
+    def send(self, kind, request_id=None, **fields):
+        self.process.stdin.write(protocol.request(kind, request_id, **fields))
+        self.process.stdin.flush()
+
+    def next_event(self, timeout=120):
+        return self.events.get(timeout=timeout)
+
+    def until(self, *kinds, timeout=120):
+        seen = []
+        while True:
+            message = self.next_event(timeout)
+            assert message is not None, f"runtime ended early; events: {seen}; stderr: {self.process.stderr.read()}"
+            seen.append(message)
+            if message["event"] in kinds:
+                return message, seen
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def runtime():
+    process = RuntimeProcess()
+    yield process
+    process.close()
+    process.process.kill()
+
+
+def test_ready_then_health_lists_backends_and_devices(runtime):
+    ready = runtime.next_event()
+    assert ready["event"] == "ready" and ready["version"]
+    runtime.send("health", "h1")
+    health, _ = runtime.until("health")
+    assert health["id"] == "h1"
+    assert "mediapipe" in health["backends"]
+    assert health["devices"][0]["name"] == "cpu"
+    assert health["packages"]["mediapipe"] == "0.10.14"
+
+
+def test_capture_streams_started_progress_finished(runtime, grid_clip, tmp_path):
+    runtime.send("capture", "c1", input=str(grid_clip), output=str(tmp_path / "cap"), frames="0:12")
+    finished, seen = runtime.until("finished", "error")
+    assert finished["event"] == "finished", finished
+    kinds = [m["event"] for m in seen]
+    assert kinds[0] == "ready" and "started" in kinds
+    progress = [m for m in seen if m["event"] == "progress"]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == 12
+    assert all(m["id"] == "c1" for m in seen[1:])
+    assert finished["summary"]["frames_with_face"] == 12
+
+
+def test_cancel_stops_within_a_frame_and_leaves_a_resumable_capture(runtime, grid_clip, tmp_path):
+    frames_dir = tmp_path / "cap" / "frames"
+    runtime.send("capture", "c1", input=str(grid_clip), output=str(tmp_path / "cap"))
+    runtime.until("progress")
+    written_before_cancel = len(list(frames_dir.glob("*.npz")))
+    runtime.send("cancel", "x")
+    cancelled, _ = runtime.until("cancelled", "finished")
+    assert cancelled["event"] == "cancelled"
+    finished = CaptureFolder(tmp_path / "cap").finished_indices()
+    assert 0 < len(finished) < 75
+    # The frame being predicted and the one being written may finish; nothing after them.
+    assert len(finished) - written_before_cancel <= 3
+    runtime.send("capture", "c2", input=str(grid_clip), output=str(tmp_path / "cap"))
+    resumed, _ = runtime.until("finished", "error")
+    assert resumed["summary"]["computed"] == 75 - len(finished)
+
+
+def test_bad_input_is_an_error_event_with_a_hint(runtime, tmp_path):
+    runtime.send("capture", "c1", input=str(tmp_path / "missing.mov"), output=str(tmp_path / "cap"))
+    error, _ = runtime.until("error")
+    assert error["id"] == "c1" and error["code"] == "bad_input"
+    assert "missing.mov" in error["message"] and error["hint"]
+
+
+def test_malformed_request_is_answered_and_the_server_goes_on(runtime):
+    runtime.process.stdin.write("{not json\n")
+    runtime.process.stdin.write(json.dumps({"type": "capture", "id": "c"}) + "\n")
+    runtime.process.stdin.flush()
+    first, _ = runtime.until("error")
+    second, _ = runtime.until("error")
+    assert first["code"] == second["code"] == "bad_request"
+    assert "lacks input, output" in second["message"]
+    runtime.send("health", "h")
+    assert runtime.until("health")[0]["id"] == "h"
+
+
+def test_end_of_stdin_shuts_down(runtime):
+    runtime.next_event()
+    runtime.process.stdin.close()
+    assert runtime.process.wait(timeout=30) == 0
+
+
+def test_protocol_rejects_unknown_fields_and_types():
+    with pytest.raises(protocol.ProtocolError, match="unknown request type"):
+        protocol.parse_request('{"type": "explode"}')
+    with pytest.raises(protocol.ProtocolError, match="unknown fields: colour"):
+        protocol.parse_request('{"type": "health", "colour": 1}')
+    with pytest.raises(ValueError, match="lacks hint"):
+        protocol.event("error", "x", code="c", message="m")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "model_runtime", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_cli_capture_prints_a_summary_line(grid_clip, tmp_path):
+    result = run_cli("capture", str(grid_clip), "-o", str(tmp_path / "cap"), "--frames", "0:5")
+    assert result.returncode == 0, result.stderr
+    assert "5 frames, 5 with a face" in result.stdout
+
+
+@pytest.mark.parametrize("make_input, expected", [
+    (lambda tmp: tmp / "absent.mp4", "absent.mp4"),
+    (lambda tmp: (tmp / "empty folder").mkdir() or tmp / "empty folder", "empty folder"),
+])
+def test_cli_bad_input_is_one_message_not_a_traceback(tmp_path, make_input, expected):
+    result = run_cli("capture", str(make_input(tmp_path)), "-o", str(tmp_path / "cap"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr and "hint:" in result.stderr
