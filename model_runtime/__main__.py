@@ -53,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=run_export_command)
 
     convert = commands.add_parser("convert", help="Face Anything checkpoint.pt -> safetensors (once)")
-    convert.add_argument("checkpoint", type=Path)
-    convert.add_argument("output", type=Path)
-    convert.add_argument("--size", default="giant", choices=("small", "base", "large", "giant"))
+    convert.add_argument("checkpoint", help="the released checkpoint.pt (or a .safetensors to re-convert)")
+    convert.add_argument("output", help="the .safetensors to write")
+    convert.add_argument("--size", choices=("small", "base", "large", "giant"), help="default: the weights' own size")
     convert.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
     convert.set_defaults(run=run_convert_command)
 
@@ -150,11 +150,9 @@ def run_export_command(args: argparse.Namespace) -> int:
 
 
 def run_convert_command(args: argparse.Namespace) -> int:
-    from .network.checkpoint import convert_checkpoint
+    from .network.checkpoint import run_convert
 
-    report = convert_checkpoint(args.checkpoint, args.output, size=args.size, dtype=args.dtype)
-    print(report)
-    return 0
+    return run_convert(args)
 
 
 def run_health_command(args: argparse.Namespace) -> int:

@@ -241,6 +241,7 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
             if in_flight is not None:
                 in_flight.result()
         finally:
+            _record_backend(folder, backend)  # again: a network backend fits its alignment while it runs
             backend.close()
     return done
 
