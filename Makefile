@@ -46,7 +46,7 @@ test: runtime blender sample
 	$(BL) -m pytest tests/blender -q -p no:cacheprovider
 
 demo: runtime blender sample
-	$(BL) -m faceanything_blender capture $(SAMPLE) -o demo/demo.blend --preview demo/preview.png
+	$(BL) -m faceanything_blender capture $(SAMPLE) -o demo/demo.blend --preview demo/preview.png --cache-dir cache/captures
 
 bench: runtime blender
 	$(RT) -m model_runtime.bench

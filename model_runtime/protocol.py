@@ -24,11 +24,13 @@ Events:
 
     ready       version                               once, when the server starts
     health      version, python, backends, devices, packages
-    started     stage, total, [capture_dir]           a job's stage began ("capture", "reconstruct")
+    started     stage, total, [capture_dir]           a job's stage began ("capture", "reconstruct");
+                                                      total is null when not yet known
     progress    stage, done, total, fps, eta_s        at most a few times a second
     warning     code, message, [frame]                per-frame problems (no face, unreadable frame)
     finished    stage, summary                        a stage ended; summary is a dict
-    cancelled   stage, done                           the job stopped on request; work so far is kept
+    cancelled   stage, done                           the job stopped on request after `done` frames;
+                                                      work so far is kept
     error       code, message, hint                   the job failed; nothing after it for that id
 """
 from __future__ import annotations

@@ -43,22 +43,23 @@ class ProgressReporter:
     def __init__(self, events: EventWriter, request_id: str | None, stage: str):
         self.events, self.request_id, self.stage = events, request_id, stage
         self.started = time.perf_counter()
-        self.first_done: int | None = None
+        self.done_before: int | None = None
+        self.done = 0
         self.last_sent = 0.0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
-        if self.first_done is None:
-            # Frames finished by an earlier run do not count towards the rate.
-            self.first_done, self.started = done - 1, now - 1e-3
+        if self.done_before is None:
+            # Frames finished by an earlier run of a resumed capture do not count towards the rate.
+            self.done_before = done - 1
+        self.done = done
         if done < total and now - self.last_sent < PROGRESS_INTERVAL_S:
             return
         self.last_sent = now
-        rate = (done - self.first_done) / max(now - self.started, 1e-6)
-        eta = (total - done) / rate if rate > 0 else None
+        rate = (done - self.done_before) / max(now - self.started, 1e-6)
         self.events.send(
             "progress", self.request_id, stage=self.stage, done=done, total=total,
-            fps=round(rate, 2), eta_s=None if eta is None else round(eta, 1),
+            fps=round(rate, 2), eta_s=round((total - done) / rate, 1),
         )
 
 
@@ -111,15 +112,14 @@ class Server:
 
     def run_job(self, message: dict) -> None:
         request_id = message.get("id")
-        stage = "capture" if message["type"] != "reconstruct" else "reconstruct"
+        stages = [s for s in ("capture", "reconstruct") if message["type"] in (s, "capture_reconstruct")]
+        progress = None
         try:
-            if message["type"] in ("capture", "capture_reconstruct"):
-                self.capture(message)
-            if message["type"] in ("reconstruct", "capture_reconstruct"):
-                stage = "reconstruct"
-                self.reconstruct(message)
+            for stage in stages:
+                progress = ProgressReporter(self.events, request_id, stage)
+                getattr(self, stage)(message, progress)
         except Cancelled:
-            self.events.send("cancelled", request_id, stage=stage, done=True)
+            self.events.send("cancelled", request_id, stage=progress.stage, done=progress.done)
         except UserError as exc:
             self.events.send("error", request_id, code=exc.code, message=exc.message, hint=exc.hint)
         except Exception as exc:  # noqa: BLE001 - the client must hear about every failure
@@ -129,19 +129,19 @@ class Server:
                 hint="This is a bug in the runtime; the runtime log (stderr) has the details.",
             )
 
-    def capture(self, message: dict) -> None:
+    def capture(self, message: dict, progress: ProgressReporter) -> None:
         request_id = message.get("id")
         options = CaptureOptions(**{k: message[k] for k in CAPTURE_FIELDS if message.get(k) is not None})
         self.events.send("started", request_id, stage="capture", total=None, capture_dir=message["output"])
         summary = run_capture(
             message["input"], message["output"], options,
-            progress=ProgressReporter(self.events, request_id, "capture"),
+            progress=progress,
             warn=lambda frame, code, text: self.events.send("warning", request_id, code=code, message=text, frame=frame),
             should_cancel=self.cancel_requested.is_set,
         )
         self.events.send("finished", request_id, stage="capture", summary=vars(summary))
 
-    def reconstruct(self, message: dict) -> None:
+    def reconstruct(self, message: dict, progress: ProgressReporter) -> None:
         from .reconstruct import ReconstructOptions, reconstruct
 
         request_id = message.get("id")
@@ -150,7 +150,7 @@ class Server:
         self.events.send("started", request_id, stage="reconstruct", total=None, capture_dir=capture_dir)
         folder = reconstruct(
             capture_dir, options,
-            progress=ProgressReporter(self.events, request_id, "reconstruct"),
+            progress=progress,
             should_cancel=self.cancel_requested.is_set,
         )
         self.events.send("finished", request_id, stage="reconstruct", summary={"reconstruction_dir": str(folder)})

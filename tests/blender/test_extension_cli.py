@@ -1,0 +1,89 @@
+"""`python -m faceanything_blender capture`: options, failures without tracebacks, and a real
+run on a GRID clip that writes the .blend, its point cache beside it, and a preview."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, wait_for
+
+from faceanything_blender.__main__ import CliError, parse_focal, parse_frames
+
+
+def run_cli(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "faceanything_blender", "capture", *arguments],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_frame_ranges_follow_the_runtime_and_become_panel_frames():
+    assert parse_frames("0:75") == (1, 75, 1)
+    assert parse_frames("10:20:2") == (11, 20, 2)
+    for wrong in ("5", "a:b", "10:10", "-1:5", "0:5:0"):
+        with pytest.raises(CliError, match="--frames"):
+            parse_frames(wrong)
+
+
+def test_focal_lengths():
+    assert parse_focal("unknown") == ("UNKNOWN", 0.0)
+    assert parse_focal("35mm") == ("MM", 35.0)
+    assert parse_focal("1200.5PX") == ("PX", 1200.5)
+    for wrong in ("35", "mm", "-3mm", "wide"):
+        with pytest.raises(CliError, match="--focal"):
+            parse_focal(wrong)
+
+
+def test_missing_footage_fails_with_a_message(tmp_path):
+    done = run_cli(str(tmp_path / "nothing.mp4"), "-o", str(tmp_path / "out.blend"))
+    assert done.returncode == 1
+    assert f"error: The footage {tmp_path / 'nothing.mp4'} does not exist." in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_wrong_interpreter_fails_with_a_message(tmp_path):
+    footage = tmp_path / "clip.mp4"
+    footage.write_bytes(b"x")
+    done = run_cli(str(footage), "-o", str(tmp_path / "out.blend"), "--runtime-python", str(tmp_path / "python9"),
+                   "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 1
+    assert f"error: The runtime interpreter {tmp_path / 'python9'} does not exist." in done.stderr
+    assert "hint:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_capture_writes_the_blend_its_point_cache_and_a_preview(tmp_path, real_runtime_python, grid_clip):
+    blend, preview = tmp_path / "out" / "demo.blend", tmp_path / "out" / "preview.png"
+    done = run_cli(str(grid_clip), "-o", str(blend), "--preview", str(preview), "--frames", "0:10",
+                   "--runtime-python", str(real_runtime_python), "--cache-dir", str(tmp_path / "cache"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert blend.is_file() and preview.stat().st_size > 0
+    assert list((tmp_path / "out" / "demo_faceanything").glob("*.pc2")), "no point cache beside the .blend"
+    for stage in ("capture", "reconstruct", "build the scene", "save the .blend", "render the preview"):
+        assert any(line.startswith(stage) and line.endswith(" s") for line in done.stdout.splitlines()), stage
+    assert f"wrote {blend}" in done.stdout and f"wrote {preview}" in done.stdout
+    assert Path(tmp_path / "cache").is_dir()
+
+
+def test_ctrl_c_cancels_and_keeps_the_capture(tmp_path, fake_runtime_python):
+    footage = tmp_path / "clip.mp4"
+    footage.write_bytes(b"x")
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "faceanything_blender", "capture", str(footage), "-o", str(tmp_path / "out.blend"),
+         "--runtime-python", str(fake_runtime_python), "--cache-dir", str(tmp_path / "cache")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "FAKE_RUNTIME_HOLD": str(tmp_path / "never")},
+    )
+    try:
+        wait_for(lambda: len(list((tmp_path / "cache").glob("*/frames/*.npz"))) >= 2, "two captured frames")
+        cli.send_signal(signal.SIGINT)
+        stdout, stderr = cli.communicate(timeout=120)
+    finally:
+        cli.kill()
+    assert cli.returncode == 130, stdout + stderr
+    assert "cancelling (finished frames are kept)" in stdout
+    assert "Run the same command again to resume." in stderr and "Traceback" not in stderr
+    assert len(list((tmp_path / "cache").glob("*/frames/*.npz"))) == 2
