@@ -26,7 +26,7 @@ def built_zip(tmp_path_factory):
 def test_manifest_follows_blenders_rules():
     manifest = tomllib.loads((REPO / "blender_manifest.toml").read_text())
     assert manifest["schema_version"] == "1.0.0" and manifest["id"] == "faceanything"
-    assert manifest["blender_version_min"] == "4.2.0" and manifest["license"] == ["SPDX:GPL-3.0-or-later"]
+    assert manifest["blender_version_min"] == "5.0.0" and manifest["license"] == ["SPDX:GPL-3.0-or-later"]
     assert set(manifest["permissions"]) == {"files", "network"}
     for text in (manifest["tagline"], *manifest["permissions"].values()):
         assert len(text) <= TERSE_LIMIT and not text.endswith((".", "!")), text
