@@ -1,0 +1,235 @@
+"""The default backend on real footage (GRID clip from ../shared), a public-domain photo and
+synthetic landmarks; and the backend registry."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+from mediapipe.framework.formats import landmark_pb2
+
+from model_runtime.backends import available_backends, create_backend
+from model_runtime.backends.mediapipe_dense import (
+    MediaPipeDenseBackend,
+    dense_maps,
+    landmark_array,
+    largest_face,
+)
+from model_runtime.contract import CANONICAL_SPACE_ID
+from model_runtime.errors import InputError, UserError
+from model_runtime.intrinsics import intrinsics_for
+from model_runtime.raster import mesh_window, rasterize
+from model_runtime.template import load_template
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+GRID_CLIP = SHARED / "media" / "grid" / "bbaf2n.mpg"
+FRAMES = 25
+
+
+@pytest.fixture(scope="module")
+def grid_frames() -> list[np.ndarray]:
+    if not GRID_CLIP.is_file():
+        pytest.skip(f"needs the GRID clip {GRID_CLIP} (../shared beside the checkout)")
+    import av
+
+    with av.open(str(GRID_CLIP)) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == FRAMES:
+                return frames
+    return frames
+
+
+@pytest.fixture(scope="module")
+def grid_maps(grid_frames):
+    height, width = grid_frames[0].shape[:2]
+    intrinsics = intrinsics_for(width, height)
+    with MediaPipeDenseBackend() as backend:
+        return list(backend.predict_frames(grid_frames, intrinsics))
+
+
+def hopper() -> np.ndarray:
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def at_landmarks(image: np.ndarray, maps, indices: np.ndarray):
+    """Map values at the landmarks' nearest pixels, and whether those pixels are face pixels."""
+    cols, rows = np.round(maps.landmarks2d[indices]).astype(int).T
+    rows, cols = rows - maps.window[1], cols - maps.window[0]
+    return image[rows, cols], maps.mask[rows, cols]
+
+
+def test_registry_lists_backends_without_importing_them():
+    backends = available_backends()
+    assert {"mediapipe", "faceanything"} <= set(backends)
+    assert all(isinstance(text, str) and text for text in backends.values())
+    with pytest.raises(UserError) as error:
+        create_backend("nope")
+    assert error.value.code == "unknown_backend" and "mediapipe" in error.value.hint
+
+
+def test_registry_creates_the_default_backend():
+    backend = create_backend("mediapipe", static_images=True, max_faces=1)
+    try:
+        assert isinstance(backend, MediaPipeDenseBackend)
+        assert backend.name == "mediapipe" and backend.canonical_space == CANONICAL_SPACE_ID
+        assert "mediapipe 0." in backend.version
+        assert backend.describe() == {"max_faces": 1, "static_images": True}
+    finally:
+        backend.close()
+
+
+def test_every_grid_frame_has_a_face_with_consistent_landmarks(grid_frames, grid_maps):
+    assert len(grid_maps) == len(grid_frames) == FRAMES
+    for maps in grid_maps:
+        assert maps.has_face
+        assert maps.landmarks2d.shape == (478, 2) and maps.landmarks3d.shape == (478, 3)
+        points = maps.landmarks3d.astype(np.float64)
+        projected = points @ maps.intrinsics.T
+        reprojection = projected[:, :2] / projected[:, 2:] - maps.landmarks2d
+        assert np.abs(reprojection).max() < 0.01
+        assert 0.2 < points[:, 2].min() and points[:, 2].max() < 3.0
+        pose = maps.head_pose
+        np.testing.assert_allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-9)
+        assert np.linalg.det(pose[:3, :3]) == pytest.approx(1.0)
+        assert pose[2, 2] < -0.8, "a frontal face looks back at the camera: canonical +Z is camera -z"
+
+
+def test_maps_agree_with_the_landmarks(grid_maps):
+    template = load_template()
+    face = np.arange(468)
+    depth_errors, canonical_errors = [], []
+    for maps in grid_maps:
+        x0, y0, x1, y1 = maps.window
+        assert maps.depth.shape == maps.mask.shape == (y1 - y0, x1 - x0)
+        assert maps.canonical.shape == (y1 - y0, x1 - x0, 3)
+        depth, on_face = at_landmarks(maps.depth, maps, face)
+        canonical, _ = at_landmarks(maps.canonical, maps, face)
+        assert on_face.mean() > 0.85
+        depth_errors.append(np.abs(depth - maps.landmarks3d[face, 2])[on_face])
+        canonical_errors.append(np.linalg.norm(canonical - template.vertices[face], axis=1)[on_face])
+        face_depth = maps.depth[maps.mask]
+        assert 0.2 < face_depth.min() and face_depth.max() < 3.0
+        assert (maps.depth[~maps.mask] == 0).all() and (maps.canonical[~maps.mask] == 0).all()
+    depth_errors, canonical_errors = np.concatenate(depth_errors), np.concatenate(canonical_errors)
+    assert np.median(depth_errors) < 0.001 and np.percentile(depth_errors, 90) < 0.003
+    assert np.median(canonical_errors) < 0.002 and np.percentile(canonical_errors, 90) < 0.004
+
+
+def test_maps_cover_the_face_and_confidence_follows_the_surface(grid_maps):
+    for maps in grid_maps:
+        frame_window = mesh_window(maps.landmarks2d, maps.frame_size, margin=2)
+        assert maps.window == frame_window
+        assert maps.mask.mean() > 0.6
+        for confidence in (maps.depth_confidence, maps.canonical_confidence):
+            assert confidence.dtype == np.float32 and confidence.shape == maps.mask.shape
+            assert confidence.min() >= 0 and confidence.max() <= 1
+            assert (confidence[~maps.mask] == 0).all()
+        names = load_template().landmarks
+        points = np.array([names["forehead_center"], names["jaw_L_1"], names["jaw_R_1"]])
+        (forehead, *sides), _ = at_landmarks(maps.depth_confidence, maps, points)
+        assert forehead > 0.9 and max(sides) < 0.4, "facing the camera on the forehead, grazing at the ears"
+
+
+def test_distance_scales_with_the_focal_length(grid_frames):
+    height, width = grid_frames[0].shape[:2]
+    wide, narrow = intrinsics_for(width, height, focal_px=300), intrinsics_for(width, height, focal_px=600)
+    with MediaPipeDenseBackend(static_images=True) as backend:
+        near, far = backend.predict(grid_frames[0], wide), backend.predict(grid_frames[0], narrow)
+    np.testing.assert_allclose(far.landmarks2d, near.landmarks2d)
+    assert far.head_pose[2, 3] / near.head_pose[2, 3] == pytest.approx(2.0, rel=0.02)
+    assert np.median(far.depth[far.mask]) / np.median(near.depth[near.mask]) == pytest.approx(2.0, rel=0.02)
+
+
+@pytest.mark.parametrize("kind", ["blank", "noise"])
+def test_no_face_gives_empty_maps(kind):
+    rng = np.random.default_rng(0)
+    image = np.zeros((288, 360, 3), np.uint8) if kind == "blank" else rng.integers(0, 256, (288, 360, 3), np.uint8)
+    intrinsics = intrinsics_for(360, 288)
+    with MediaPipeDenseBackend() as backend:
+        maps = backend.predict(image, intrinsics)
+    assert not maps.has_face and maps.window == (0, 0, 0, 0)
+    assert maps.landmarks2d is None and maps.head_pose is None
+    assert maps.frame_size == (360, 288)
+
+
+def test_photo_in_static_mode_and_subject_left_is_image_right():
+    image = hopper()
+    height, width = image.shape[:2]
+    with MediaPipeDenseBackend(static_images=True) as backend:
+        maps = backend.predict(image, intrinsics_for(width, height))
+    names = load_template().landmarks
+    assert maps.has_face and maps.extras["faces_found"] == 1
+    assert maps.landmarks2d[names["pupil_L"], 0] > maps.landmarks2d[names["pupil_R"], 0]
+    assert maps.landmarks2d[names["mouth_corner_L"], 0] > maps.landmarks2d[names["mouth_corner_R"], 0]
+    canonical_x, on_face = at_landmarks(maps.canonical[..., 0], maps, np.array([names["cheek_L"], names["cheek_R"]]))
+    assert on_face.all() and canonical_x[0] > 0 > canonical_x[1]
+
+
+def test_synthetic_landmarks_give_back_the_exact_pose_and_points():
+    """Landmarks made from a posed template with MediaPipe's conventions (normalised x, y from
+    pixel edges; z relative, in image widths at the face's scale) must give back that pose,
+    those 3D points and the template rendered at that pose."""
+    template = load_template()
+    width, height = 640, 480
+    intrinsics = intrinsics_for(width, height, focal_px=700)
+    rotation = cv2.Rodrigues(np.array([0.2, 2.9, -0.1]))[0]  # turned to one side, facing the camera
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = rotation, [0.03, -0.02, 0.6]
+    points = template.vertices @ rotation.T + pose[:3, 3]
+    projected = points @ intrinsics.T
+    pixels = projected[:, :2] / projected[:, 2:]
+    anchor = points[template.rigid, 2].mean()
+    relative_z = (points[:, 2] - anchor) * intrinsics[0, 0] / (width * anchor) + 0.123  # arbitrary offset
+    normalized = np.column_stack([(pixels + 0.5) / [width, height], relative_z])
+
+    maps = dense_maps(normalized, intrinsics, (width, height), template)
+
+    np.testing.assert_allclose(maps.head_pose, pose, atol=1e-6)
+    np.testing.assert_allclose(maps.landmarks3d, points, atol=1e-6)
+    expected = rasterize(pixels, points[:, 2], template.triangles, maps.window, template.vertices)
+    np.testing.assert_array_equal(maps.mask, expected.mask)
+    np.testing.assert_allclose(maps.depth, expected.depth, atol=1e-6)
+    np.testing.assert_allclose(maps.canonical, expected.attributes, atol=1e-6)
+
+
+def test_landmark_parsing_with_and_without_extra_fields():
+    rng = np.random.default_rng(1)
+    values = rng.uniform(-1, 1, (478, 3)).astype(np.float32)
+    plain = landmark_pb2.NormalizedLandmarkList()
+    with_visibility = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in values.tolist():
+        plain.landmark.add(x=x, y=y, z=z)
+        with_visibility.landmark.add(x=x, y=y, z=z, visibility=0.5)
+    np.testing.assert_array_equal(landmark_array(plain), values)
+    np.testing.assert_array_equal(landmark_array(with_visibility), values)
+
+
+def test_largest_face_is_chosen():
+    small = np.zeros((478, 3))
+    small[:, :2] = np.random.default_rng(2).uniform(0.1, 0.2, (478, 2))
+    large = small.copy()
+    large[:, :2] = 0.5 + (small[:, :2] - 0.15) * 3
+    assert largest_face([small, large], (640, 480)) is large
+    assert largest_face([large, small], (640, 480)) is large
+
+
+@pytest.mark.parametrize("image", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8),
+                                   np.zeros((10, 10, 3), np.float32), "frame.png"])
+def test_bad_frames_are_input_errors(image):
+    with MediaPipeDenseBackend() as backend:
+        with pytest.raises(InputError) as error:
+            backend.predict(image, intrinsics_for(10, 10))
+    assert "RGB" in error.value.message and "uint8" in error.value.hint
+
+
+@pytest.mark.parametrize("intrinsics", [None, np.eye(2), np.diag([-1.0, 1.0, 1.0])])
+def test_bad_intrinsics_are_input_errors(intrinsics):
+    with MediaPipeDenseBackend() as backend:
+        with pytest.raises(InputError) as error:
+            backend.predict(np.zeros((10, 10, 3), np.uint8), intrinsics)
+    assert "intrinsics" in error.value.message + error.value.hint
