@@ -83,6 +83,7 @@ class MediaPipeDenseBackend:
             min_detection_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
         )
+        self._detector = self._crop_mesh = None
 
     def describe(self) -> dict:
         """Settings recorded in the capture manifest."""
@@ -95,12 +96,43 @@ class MediaPipeDenseBackend:
         intrinsics = _checked_intrinsics(intrinsics)
         height, width = image.shape[:2]
         faces = self._mesh.process(image).multi_face_landmarks
+        if faces:
+            faces = [landmark_array(face) for face in faces]
+        else:
+            faces = self._small_faces(image)
         if not faces:
             return FrameMaps.empty(intrinsics, (width, height))
-        normalized = largest_face([landmark_array(face) for face in faces], (width, height))
+        normalized = largest_face(faces, (width, height))
         maps = dense_maps(normalized, intrinsics, (width, height), self.template)
         maps.extras["faces_found"] = len(faces)
         return maps
+
+    def _small_faces(self, image: np.ndarray) -> list[np.ndarray]:
+        """Faces too small for Face Mesh's own (short-range) detector: MediaPipe's full-range
+        detector finds the largest one, and Face Mesh runs on a crop around it."""
+        if self._detector is None:
+            self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+            self._crop_mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True)
+        detections = self._detector.process(image).detections
+        if not detections:
+            return []
+        height, width = image.shape[:2]
+        boxes = [d.location_data.relative_bounding_box for d in detections]
+        box = max(boxes, key=lambda b: b.width * b.height)
+        # A square crop three face-widths wide: the short-range detector expects a face that
+        # fills a good part of the frame, but not all of it.
+        size = 3 * max(box.width * width, box.height * height)
+        x0 = int(max((box.xmin + box.width / 2) * width - size / 2, 0))
+        y0 = int(max((box.ymin + box.height / 2) * height - size / 2, 0))
+        x1, y1 = int(min(x0 + size, width)), int(min(y0 + size, height))
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        found = self._crop_mesh.process(crop).multi_face_landmarks
+        if not found:
+            return []
+        crop_w, crop_h = x1 - x0, y1 - y0
+        to_frame = np.array([crop_w / width, crop_h / height, crop_w / width])
+        offset = np.array([x0 / width, y0 / height, 0.0])
+        return [landmark_array(face) * to_frame + offset for face in found]
 
     def predict_frames(self, images: Iterable[np.ndarray], intrinsics: np.ndarray) -> Iterator[FrameMaps]:
         """``predict`` over a stream of frames, in order."""
@@ -108,9 +140,10 @@ class MediaPipeDenseBackend:
             yield self.predict(image, intrinsics)
 
     def close(self) -> None:
-        if self._mesh is not None:
-            self._mesh.close()
-            self._mesh = None
+        for graph in (self._mesh, self._detector, self._crop_mesh):
+            if graph is not None:
+                graph.close()
+        self._mesh = self._detector = self._crop_mesh = None
 
     def __enter__(self) -> "MediaPipeDenseBackend":
         return self
