@@ -78,7 +78,7 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", default="template", choices=("template", "dense"))
-    parser.add_argument("--density", default="high", choices=("low", "medium", "high"))
+    parser.add_argument("--density", choices=("low", "medium", "high"), help="default: high for template, medium for dense")
     parser.add_argument("--smooth", default="on", help="temporal smoothing: on or off")
     parser.add_argument(
         "--points", nargs="*", default=[],

@@ -114,16 +114,30 @@ def load_reconstruction(folder: Path, memory_map: bool = True) -> Reconstruction
         )
 
 
-def open_vertex_arrays(folder: Path, frame_count: int, vertex_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Create `vertices.npy`, `vertex_confidence.npy` and `vertex_filled.npy` as writable memory
-    maps, so a writer never holds every frame in memory."""
-    shape = (frame_count, vertex_count)
-    create = np.lib.format.open_memmap
-    return (
-        create(Path(folder) / "vertices.npy", mode="w+", dtype=np.float32, shape=shape + (3,)),
-        create(Path(folder) / "vertex_confidence.npy", mode="w+", dtype=np.float16, shape=shape),
-        create(Path(folder) / "vertex_filled.npy", mode="w+", dtype=bool, shape=shape),
-    )
+class VertexArrayWriter:
+    """Writes `vertices.npy`, `vertex_confidence.npy` and `vertex_filled.npy` a run of frames at
+    a time with plain file writes: no memory map, so the writer's memory stays flat however long
+    the clip (a mapping would keep every page it touched resident)."""
+
+    DTYPES = {"vertices.npy": np.float32, "vertex_confidence.npy": np.float16, "vertex_filled.npy": np.bool_}
+
+    def __init__(self, folder: Path, frame_count: int, vertex_count: int):
+        self.files = {}
+        for name, dtype in self.DTYPES.items():
+            shape = (frame_count, vertex_count) + ((3,) if name == "vertices.npy" else ())
+            header = np.lib.format.open_memmap(Path(folder) / name, mode="w+", dtype=dtype, shape=shape)
+            self.files[name] = (open(Path(folder) / name, "r+b"), header.offset, int(np.prod(shape[1:])) * np.dtype(dtype).itemsize)
+            del header
+
+    def write(self, name: str, start_frame: int, rows: np.ndarray) -> None:
+        """Frames `start_frame` onwards of array `name` ("vertices.npy", ...)."""
+        handle, offset, row_bytes = self.files[name]
+        handle.seek(offset + start_frame * row_bytes)
+        handle.write(np.ascontiguousarray(rows, self.DTYPES[name]).tobytes())
+
+    def close(self) -> None:
+        for handle, _, _ in self.files.values():
+            handle.close()
 
 
 def write_reconstruction_files(folder: Path, header: dict, mesh: dict, frames: dict, points: dict) -> None:

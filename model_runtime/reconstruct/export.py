@@ -1,0 +1,114 @@
+"""Exports that need no Blender: 2D point tracks as CSV, the mesh at one frame as OBJ or PLY.
+
+CSV columns: ``frame`` (the frame number in the source footage), ``name``, ``x``, ``y`` (pixels,
+origin at the top-left pixel's centre, y down, as OpenCV and most trackers) and ``visible``
+(1 where the point was seen, 0 where it was filled in).
+
+Meshes are written in camera space, metres, with UVs. By default the axes are OpenGL's (x right,
+y up, z towards the viewer: ``axes="opengl"``), which OBJ/PLY viewers and importers expect, so
+the face comes in upright; ``axes="opencv"`` keeps the reconstruction's own axes (y down, z away).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..reconstruction_format import Reconstruction, load_reconstruction, reconstruction_dir
+
+AXES = {"opengl": np.array([1.0, -1.0, -1.0]), "opencv": np.array([1.0, 1.0, 1.0])}
+
+
+def open_reconstruction(path: str | Path) -> Reconstruction:
+    """The reconstruction in a capture folder (or a reconstruction folder itself)."""
+    path = Path(path)
+    folder = path if (path / "header.json").is_file() else reconstruction_dir(path)
+    try:
+        return load_reconstruction(folder)
+    except FileNotFoundError as exc:
+        raise UserError(
+            f"{path} holds no reconstruction",
+            f"Run it first: python -m model_runtime reconstruct {path}",
+            code="no_reconstruction",
+        ) from exc
+    except ValueError as exc:
+        raise UserError(str(exc), "Reconstruct the capture again with this version.", code="no_reconstruction") from exc
+
+
+def export_tracks_csv(capture_dir: str | Path, path: str | Path) -> Path:
+    """Every point in every frame as one CSV row (frame, name, x, y, visible)."""
+    recon = open_reconstruction(capture_dir)
+    path = Path(path)
+    frames, count = recon.point_pixels.shape[:2]
+    with _open_for_writing(path, newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["frame", "name", "x", "y", "visible"])
+        for t in range(frames):
+            source_frame = int(recon.source_indices[t])
+            for p in range(count):
+                x, y = recon.point_pixels[t, p]
+                writer.writerow([source_frame, recon.point_names[p], f"{x:.3f}", f"{y:.3f}", int(recon.point_visible[t, p])])
+    return path
+
+
+def export_mesh(capture_dir: str | Path, path: str | Path, frame: int = 0, axes: str = "opengl") -> Path:
+    """The mesh at capture frame `frame` as .obj or .ply (chosen by the file's extension)."""
+    recon = open_reconstruction(capture_dir)
+    path = Path(path)
+    writers = {".obj": write_obj, ".ply": write_ply}
+    if path.suffix.lower() not in writers:
+        raise UserError(f"cannot write a mesh as {path.name}", "Name the file .obj or .ply.", code="bad_option")
+    if axes not in AXES:
+        raise UserError(f"unknown axes {axes!r}", f"Choose one of {', '.join(AXES)}.", code="bad_option")
+    if not 0 <= frame < recon.frame_count:
+        raise UserError(
+            f"frame {frame} is not in the reconstruction (frames 0 to {recon.frame_count - 1})",
+            "Give a capture frame index (from 0) with --frame.",
+            code="bad_option",
+        )
+    vertices = np.asarray(recon.vertices[frame], np.float64) * AXES[axes]
+    writers[path.suffix.lower()](path, vertices, recon.triangles, recon.uv, f"frame {frame} (source frame {int(recon.source_indices[frame])}), {axes} camera axes, metres")
+    return path
+
+
+def write_obj(path: Path, vertices: np.ndarray, triangles: np.ndarray, uv: np.ndarray, comment: str = "") -> None:
+    """Wavefront OBJ with one UV per vertex (faces `v/vt`, 1-based)."""
+    lines = [f"# Face Anything for Blender: {comment}"] if comment else []
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
+    lines += [f"vt {u:.6f} {v:.6f}" for u, v in uv]
+    lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in np.asarray(triangles) + 1]
+    with _open_for_writing(path) as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def write_ply(path: Path, vertices: np.ndarray, triangles: np.ndarray, uv: np.ndarray, comment: str = "") -> None:
+    """Binary little-endian PLY: vertices with (s, t) texture coordinates, triangle faces."""
+    vertex = np.zeros(len(vertices), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("s", "<f4"), ("t", "<f4")])
+    for i, name in enumerate("xyz"):
+        vertex[name] = vertices[:, i]
+    vertex["s"], vertex["t"] = uv[:, 0], uv[:, 1]
+    face = np.zeros(len(triangles), dtype=[("count", "u1"), ("indices", "<i4", (3,))])
+    face["count"] = 3
+    face["indices"] = triangles
+    header = "\n".join(
+        ["ply", "format binary_little_endian 1.0"]
+        + ([f"comment Face Anything for Blender: {comment}"] if comment else [])
+        + [f"element vertex {len(vertex)}"]
+        + [f"property float {name}" for name in ("x", "y", "z", "s", "t")]
+        + [f"element face {len(face)}", "property list uchar int vertex_indices", "end_header"]
+    ) + "\n"
+    with _open_for_writing(path, mode="wb") as handle:
+        handle.write(header.encode("ascii"))
+        handle.write(vertex.tobytes())
+        handle.write(face.tobytes())
+
+
+def _open_for_writing(path: Path, mode: str = "w", newline: str | None = None):
+    try:
+        if "b" in mode:
+            return open(path, mode)
+        return open(path, mode, encoding="utf-8", newline=newline)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}", "Choose a file in a folder you can write to.", code="bad_output") from exc

@@ -1,0 +1,169 @@
+"""Pass 1 of a reconstruction: every frame of the capture, in order, looked up and posed.
+
+Frames stream through: the next ones are read, decompressed and indexed (`CanonicalLookup`) in a
+background thread while the current one is tracked, and results leave memory every
+`FLUSH_FRAMES` frames: positions and seen flags for the track store (store.py), confidences and
+filled flags, which are final, for the reconstruction's own files. What stays in memory per frame
+is small (pose, intrinsics, the few points tracked on their own).
+"""
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..capture_folder import CaptureFolder
+from ..errors import Cancelled
+from ..reconstruction_format import VertexArrayWriter
+from .pose import fit_head_pose
+from .store import TrackStore
+from .tracking import CanonicalLookup
+
+PREFETCH = 2
+FLUSH_FRAMES = 64
+POSE_POINTS = 400
+"""At most this many vertices (spread evenly over the chosen ones) drive the head pose: plenty for
+a rigid fit, and the fit's cost stays the same at every mesh density."""
+
+
+@dataclass
+class TrackedClip:
+    """The per-frame results of pass 1 that stay in memory."""
+
+    poses: np.ndarray  # (T, 4, 4) head poses (identity where untracked)
+    tracked: np.ndarray  # (T,) bool: the frame had a face and a head pose was fitted
+    intrinsics: np.ndarray  # (T, 3, 3)
+    extra_positions: np.ndarray  # (T, E, 3) raw positions of the points tracked on their own
+    extra_seen: np.ndarray  # (T, E)
+
+
+def track_clip(
+    capture: CaptureFolder,
+    queries: np.ndarray,
+    vertex_count: int,
+    pose_vertices: np.ndarray | None,
+    radius: float,
+    store: TrackStore,
+    writer: VertexArrayWriter,
+    progress: Callable[[int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> TrackedClip:
+    """Look the canonical `queries` (mesh vertices first, then extra points) up in every frame.
+
+    Raw vertex positions and seen flags go to `store`, confidences and filled flags (not seen) to
+    `writer`; a frame without a face, or with too few seen vertices for a head pose, is all
+    unseen. `pose_vertices` (bool, per vertex) chooses the vertices the head pose is fitted to.
+    """
+    frame_count = capture.frame_count
+    extra = len(queries) - vertex_count
+    clip = TrackedClip(
+        poses=np.tile(np.eye(4), (frame_count, 1, 1)),
+        tracked=np.zeros(frame_count, bool),
+        intrinsics=np.zeros((frame_count, 3, 3)),
+        extra_positions=np.zeros((frame_count, extra, 3)),
+        extra_seen=np.zeros((frame_count, extra), bool),
+    )
+    pose_rows = np.flatnonzero(pose_vertices) if pose_vertices is not None else np.arange(vertex_count)
+    pose_rows = pose_rows[np.linspace(0, len(pose_rows) - 1, min(len(pose_rows), POSE_POINTS)).astype(int)]
+    rows = _FrameBuffer(store, writer, vertex_count)
+    motion = _PixelMotion(len(queries))
+    for index, (intrinsics, lookup) in enumerate(_read_frames(capture)):
+        if should_cancel and should_cancel():
+            raise Cancelled()
+        clip.intrinsics[index] = intrinsics
+        track = lookup.track(queries, radius, motion.guess()) if lookup is not None else None
+        pose = _head_pose(queries, track, pose_rows, vertex_count) if track is not None else None
+        if pose is None:
+            motion.forget()
+            rows.add(np.zeros((vertex_count, 3)), np.zeros(vertex_count), np.zeros(vertex_count, bool))
+        else:
+            motion.update(track.pixels, track.seen)
+            clip.poses[index], clip.tracked[index] = pose, True
+            rows.add(track.positions[:vertex_count], track.confidence[:vertex_count], track.seen[:vertex_count])
+            clip.extra_positions[index] = track.positions[vertex_count:]
+            clip.extra_seen[index] = track.seen[vertex_count:]
+        if progress:
+            progress(index + 1, frame_count)
+    rows.flush()
+    return clip
+
+
+def _head_pose(queries, track, pose_rows, vertex_count) -> np.ndarray | None:
+    """The pose from the chosen vertices, or from every seen vertex when too few of those are seen."""
+    weights = track.confidence  # zero where unseen
+    pose = fit_head_pose(queries[pose_rows], track.positions[pose_rows], weights[pose_rows])
+    if pose is None:
+        pose = fit_head_pose(queries[:vertex_count], track.positions[:vertex_count], weights[:vertex_count])
+    return pose
+
+
+class _FrameBuffer:
+    """Per-frame vertex results, handed on `FLUSH_FRAMES` frames at a time."""
+
+    def __init__(self, store: TrackStore, writer: VertexArrayWriter, vertex_count: int):
+        self.store = store
+        self.writer = writer
+        self.start = 0  # frame index of the first buffered frame
+        self.count = 0
+        self.positions = np.zeros((FLUSH_FRAMES, vertex_count, 3), np.float32)
+        self.confidence = np.zeros((FLUSH_FRAMES, vertex_count), np.float16)
+        self.seen = np.zeros((FLUSH_FRAMES, vertex_count), bool)
+
+    def add(self, positions: np.ndarray, confidence: np.ndarray, seen: np.ndarray) -> None:
+        self.positions[self.count] = positions
+        self.confidence[self.count] = confidence
+        self.seen[self.count] = seen
+        self.count += 1
+        if self.count == FLUSH_FRAMES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.count:
+            rows = slice(0, self.count)
+            self.store.write_frames(self.start, self.positions[rows], self.seen[rows])
+            self.writer.write("vertex_confidence.npy", self.start, self.confidence[rows])
+            self.writer.write("vertex_filled.npy", self.start, ~self.seen[rows])
+        self.start += self.count
+        self.count = 0
+
+
+class _PixelMotion:
+    """Where each query should be in the next frame: its last two pixel positions, extrapolated."""
+
+    def __init__(self, count: int):
+        self.last = np.full((count, 2), np.nan)
+        self.before = np.full((count, 2), np.nan)
+
+    def guess(self) -> np.ndarray:
+        velocity = self.last - self.before
+        return self.last + np.where(np.isfinite(velocity), velocity, 0.0)
+
+    def update(self, pixels: np.ndarray, seen: np.ndarray) -> None:
+        self.before = self.last
+        self.last = np.where(seen[:, None], pixels, np.nan)
+
+    def forget(self) -> None:
+        self.before = self.last
+        self.last = np.full_like(self.before, np.nan)
+
+
+def _lookup(capture: CaptureFolder, index: int) -> tuple[np.ndarray, CanonicalLookup | None]:
+    """Frame `index`'s intrinsics and its face pixels ready for look-ups (None without a face)."""
+    maps = capture.frame(index)
+    return maps.intrinsics, CanonicalLookup(maps) if maps.has_face else None
+
+
+def _read_frames(capture: CaptureFolder) -> Iterator[tuple[np.ndarray, CanonicalLookup | None]]:
+    """The capture's frames in order, read, decompressed and indexed `PREFETCH` frames ahead in
+    a background thread (zlib and numpy release the GIL for much of that work)."""
+    count = capture.frame_count
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-frames") as reader:
+        pending = deque(reader.submit(_lookup, capture, index) for index in range(min(PREFETCH, count)))
+        for index in range(count):
+            frame = pending.popleft().result()
+            if index + PREFETCH < count:
+                pending.append(reader.submit(_lookup, capture, index + PREFETCH))
+            yield frame

@@ -1,0 +1,78 @@
+"""Scratch storage for the tracks of a whole clip, on disk, laid out for the completion pass.
+
+Tracking produces frames (every vertex at one time); filling and smoothing need tracks (one
+vertex at every time). The store keeps positions and seen flags *block-major*: the vertices are
+cut into blocks, and each block's whole time series is one contiguous run of its file. Tracking
+appends a few frames to every block, completion reads and rewrites one block at a time, and the
+final pass reads a few frames from every block: plain reads and writes of contiguous runs, in
+memory bounded by a block or a run of frames, however long the clip.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class TrackStore:
+    """Positions (float32 xyz) and seen flags of `vertex_count` tracks over `frame_count` frames,
+    in blocks of `block_size` vertices; the scratch files live in `folder` until `close`."""
+
+    def __init__(self, folder: Path, frame_count: int, vertex_count: int, block_size: int):
+        self.frame_count = frame_count
+        self.blocks = [slice(start, min(start + block_size, vertex_count)) for start in range(0, vertex_count, block_size)]
+        self._positions = _BlockFile(Path(folder) / "positions.scratch", np.float32, (3,), frame_count)
+        self._seen = _BlockFile(Path(folder) / "seen.scratch", np.bool_, (), frame_count)
+
+    def close(self) -> None:
+        self._positions.close()
+        self._seen.close()
+
+    def write_frames(self, start: int, positions: np.ndarray, seen: np.ndarray) -> None:
+        """Frames `start` onwards: positions (F, V, 3) and seen (F, V)."""
+        for block in self.blocks:
+            self._positions.write(block, start, positions[:, block])
+            self._seen.write(block, start, seen[:, block])
+
+    def read_block(self, block: slice) -> tuple[np.ndarray, np.ndarray]:
+        """One block over every frame: positions (T, n, 3) and seen (T, n)."""
+        return self._positions.read(block, 0, self.frame_count), self._seen.read(block, 0, self.frame_count)
+
+    def write_block(self, block: slice, positions: np.ndarray) -> None:
+        self._positions.write(block, 0, positions)
+
+    def read_frames(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (F, V, 3) and seen flags (F, V) of frames `start` to `stop` (exclusive)."""
+        return (
+            np.concatenate([self._positions.read(block, start, stop) for block in self.blocks], axis=1),
+            np.concatenate([self._seen.read(block, start, stop) for block in self.blocks], axis=1),
+        )
+
+
+class _BlockFile:
+    """One block-major array: block after block, each holding (T, block width, *item_shape)."""
+
+    def __init__(self, path: Path, dtype, item_shape: tuple, frame_count: int):
+        self.handle = open(path, "w+b")
+        self.dtype = np.dtype(dtype)
+        self.item_shape = item_shape
+        self.entry_bytes = self.dtype.itemsize * int(np.prod(item_shape))
+        self.frame_count = frame_count
+
+    def write(self, block: slice, frame: int, values: np.ndarray) -> None:
+        self.handle.seek(self._offset(block, frame))
+        self.handle.write(np.ascontiguousarray(values, self.dtype).tobytes())
+
+    def read(self, block: slice, start: int, stop: int) -> np.ndarray:
+        self.handle.seek(self._offset(block, start))
+        width = block.stop - block.start
+        data = self.handle.read((stop - start) * width * self.entry_bytes)
+        return np.frombuffer(data, self.dtype).reshape((stop - start, width) + self.item_shape)
+
+    def close(self) -> None:
+        self.handle.close()
+        Path(self.handle.name).unlink(missing_ok=True)
+
+    def _offset(self, block: slice, frame: int) -> int:
+        """Byte offset of `frame` in `block`'s run (the blocks before it hold every frame)."""
+        return (self.frame_count * block.start + frame * (block.stop - block.start)) * self.entry_bytes
