@@ -1,6 +1,6 @@
-"""`make bench` (runtime side): speed, the network, accuracy -> bench/report.md and PNG plots.
+"""`make bench` (runtime side): speed, smoothing, the network, accuracy -> bench/report.md and PNG plots.
 
-    .venv-runtime/bin/python -m model_runtime.bench [--only speed|network|accuracy ...]
+    .venv-runtime/bin/python -m model_runtime.bench [--only speed|smoothing|network|accuracy ...]
         [--out DIR] [--frames 60] [--size 384] [--samples 16] [--seeds 300] [--no-grid]
 
 Each part runs even when another fails; a failed part is written into the report and makes the
@@ -15,40 +15,28 @@ import time
 import traceback
 from pathlib import Path
 
-from .report import Report, markdown_table
+from .report import Report
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("speed", "network", "accuracy")
+PARTS = ("speed", "smoothing", "network", "accuracy")
 
 
 def run_speed(report: Report, args) -> None:
     from . import speed
 
-    if not hasattr(speed, "run"):
-        report.section("Speed and memory", "Skipped: model_runtime/bench/speed.py has no run().")
-        return
     speed.run(report)
 
 
+def run_smoothing(report: Report, args) -> None:
+    from ..reconstruct import benchmark
+
+    benchmark.run(report)
+
+
 def run_network(report: Report, args) -> None:
-    try:
-        from .. import bench_network
-    except ImportError as exc:
-        report.section("Network", f"Skipped: model_runtime/bench_network.py cannot be imported ({exc}).")
-        return
-    runner = getattr(bench_network, "run", None) or getattr(bench_network, "run_benchmark", None)
-    if runner is None:
-        report.section("Network", "Skipped: model_runtime/bench_network.py has neither run() nor run_benchmark().")
-        return
-    result = runner()
-    if isinstance(result, str):
-        text = result
-    elif result:
-        headers = list(dict.fromkeys(key for row in result for key in row))
-        text = markdown_table(headers, [[row.get(key) for key in headers] for row in result])
-    else:
-        text = "The network benchmark printed its results to the console (it returned no table)."
-    report.section("Network (Face Anything predictor, CPU)", text)
+    from .. import bench_network
+
+    report.section("Network (Face Anything predictor, CPU)", bench_network.markdown_table(bench_network.run_benchmark()))
 
 
 def run_accuracy(report: Report, args) -> None:
@@ -58,7 +46,7 @@ def run_accuracy(report: Report, args) -> None:
                          seed_points=args.seeds, grid_clips=not args.no_grid))
 
 
-RUNNERS = {"speed": run_speed, "network": run_network, "accuracy": run_accuracy}
+RUNNERS = {"speed": run_speed, "smoothing": run_smoothing, "network": run_network, "accuracy": run_accuracy}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import savgol_filter
 
+from ..bench.report import markdown_table
 from ..capture_folder import CaptureFolder
 from ..template import load_template
 from .mesh import rigid_vertices, template_mesh
@@ -96,7 +97,7 @@ def smoothing_table(grid_captures: list[Path], workdir: Path) -> str:
                      f"{np.percentile(errors, 99):.2f}", f"{errors.max():.2f}", f"{fast_error.mean():.3f}", f"{fast_error.max():.2f}"])
     header = ["filter", "vertex jitter (mm)", "point jitter (px)", "to landmarks mean (px)", "p99 (px)", "max (px)",
               "fast synthetic: mean error (mm)", "max (mm)"]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def stage_costs(folder: Path, frames: int = 75) -> str:
@@ -126,7 +127,7 @@ def stage_costs(folder: Path, frames: int = 75) -> str:
         spent[names[3]] += time.process_time() - clock
     rows = [[name, f"{seconds / frames * 1e3:.2f}"] for name, seconds in spent.items()]
     rows.append(["total", f"{sum(spent.values()) / frames * 1e3:.2f}"])
-    return _table(["stage", "CPU ms per frame"], rows)
+    return markdown_table(["stage", "CPU ms per frame"], rows)
 
 
 def run(report=None) -> str:
@@ -154,12 +155,6 @@ def _load(folder: Path):
     from ..reconstruction_format import load_reconstruction
 
     return load_reconstruction(folder, memory_map=False)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
