@@ -49,17 +49,20 @@ class ProgressReporter:
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
-        if self.done_before is None:
-            # Frames finished by an earlier run of a resumed capture do not count towards the rate.
-            self.done_before = done - 1
         self.done = done
+        if self.done_before is None:
+            # The rate is timed from the first finished frame: model loading and frames finished
+            # by an earlier run of a resumed capture do not count.
+            self.done_before, self.started = done, now
+            if done < total:
+                return
         if done < total and now - self.last_sent < PROGRESS_INTERVAL_S:
             return
         self.last_sent = now
-        rate = (done - self.done_before) / max(now - self.started, 1e-6)
+        rate = (done - self.done_before) / max(now - self.started, 1e-6) if done > self.done_before else 0.0
         self.events.send(
             "progress", self.request_id, stage=self.stage, done=done, total=total,
-            fps=round(rate, 2), eta_s=round((total - done) / rate, 1),
+            fps=round(rate, 2), eta_s=round((total - done) / rate, 1) if rate > 0 else None,
         )
 
 
