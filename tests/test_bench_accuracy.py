@@ -61,7 +61,7 @@ def test_perfect_tracks_score_zero_error_and_full_survival():
     truth_positions = np.concatenate([truth_pixels / 100, np.ones((10, 5, 1))], axis=2)
     visible = np.ones((10, 5), bool)
     scores = accuracy.score_tracks(accuracy.Tracks(truth_pixels.copy(), truth_positions.copy()),
-                                   truth_pixels, truth_positions, visible, threshold_px=1.0)
+                                   truth_pixels, truth_positions, visible, visible, threshold_px=1.0)
     assert scores.epe_mean == 0 and scores.survival == 1 and scores.coverage == 1
     assert scores.jitter_of_error == 0 and scores.error_3d_mm == pytest.approx(0, abs=1e-9)
     assert scores.jitter == pytest.approx(scores.jitter_of_error + accuracy.metrics.jitter(truth_pixels, visible))
@@ -71,11 +71,27 @@ def test_missing_frames_lower_coverage_and_survival():
     truth = np.zeros((6, 2, 2))
     predicted = truth.copy()
     predicted[3] = np.nan  # no face on frame 3
+    visible = np.ones((6, 2), bool)
+    compared = accuracy.compared_pairs(visible, {"gappy": accuracy.Tracks(predicted, None)})
     scores = accuracy.score_tracks(accuracy.Tracks(predicted, None), truth, np.zeros((6, 2, 3)),
-                                   np.ones((6, 2), bool), threshold_px=1.0)
+                                   visible, compared, threshold_px=1.0)
     assert scores.coverage == pytest.approx(4 / 5)
     assert scores.survival == pytest.approx(2 / 5)  # frames 1 and 2 of the five after the seed
     assert scores.error_3d_mm is None
+
+
+def test_methods_are_scored_on_the_frames_they_all_have():
+    truth = np.zeros((6, 2, 2))
+    gappy = truth.copy()
+    gappy[3] = np.nan
+    filled = truth.copy()
+    filled[3] = 5.0  # a poor guess where the other method has nothing
+    methods = {"gappy": accuracy.Tracks(gappy, None), "filled": accuracy.Tracks(filled, None)}
+    visible = np.ones((6, 2), bool)
+    compared = accuracy.compared_pairs(visible, methods)
+    assert not compared[3].any() and compared[[0, 1, 2, 4, 5]].all()
+    scores = accuracy.score_tracks(methods["filled"], truth, np.zeros((6, 2, 3)), visible, compared, 1.0)
+    assert scores.epe_mean == 0 and scores.coverage == 1
 
 
 @pytest.mark.slow

@@ -262,30 +262,40 @@ def carry(ids: np.ndarray, weights: np.ndarray, per_frame: np.ndarray) -> np.nda
 
 
 def score_tracks(tracks: Tracks, truth_pixels: np.ndarray, truth_positions: np.ndarray, visible: np.ndarray,
-                 threshold_px: float) -> TrackScores:
-    """Every 2D / 3D / jitter metric of one method's tracks against the truth (metrics.py)."""
+                 compared: np.ndarray, threshold_px: float) -> TrackScores:
+    """Every 2D / 3D / jitter metric of one method's tracks against the truth (metrics.py).
+
+    Errors and jitter are taken over `compared`, the visible (frame, seed) pairs every method
+    gives a position for, so methods are scored on the same frames; survival and coverage
+    count the method's own gaps over every visible pair."""
     errors = metrics.end_point_errors(tracks.pixels, truth_pixels)
-    later = visible.copy()
+    later = compared.copy()
     later[0] = False
-    per_frame = np.array([metrics.mean_valid(errors[t], visible[t]) for t in range(len(errors))])
-    have = np.isfinite(errors)
-    chosen = errors[later & have]
-    triples_valid = visible & have
+    per_frame = np.array([metrics.mean_valid(errors[t], compared[t]) for t in range(len(errors))])
+    chosen = errors[later]
     error_3d = None
     if tracks.positions is not None and np.isfinite(tracks.positions).any():
-        aligned = metrics.aligned_point_errors(tracks.positions, truth_positions, visible)
-        error_3d = metrics.mean_valid(aligned, visible) * 1000.0
+        aligned = metrics.aligned_point_errors(tracks.positions, truth_positions, compared)
+        error_3d = metrics.mean_valid(aligned, compared) * 1000.0
+    seen_later = visible.copy()
+    seen_later[0] = False
     return TrackScores(
         epe_mean=float(chosen.mean()) if chosen.size else float("nan"),
         epe_median=float(np.median(chosen)) if chosen.size else float("nan"),
         epe_per_frame=per_frame,
-        by_motion=metrics.errors_by_motion(errors, truth_pixels, visible),
+        by_motion=metrics.errors_by_motion(errors, truth_pixels, compared),
         survival=float(metrics.survival(errors, visible, threshold_px).mean()),
-        coverage=float(have[later].mean()) if later.any() else float("nan"),
-        jitter=metrics.jitter(tracks.pixels, triples_valid),
-        jitter_of_error=metrics.jitter(tracks.pixels - truth_pixels, triples_valid),
+        coverage=float(np.isfinite(errors)[seen_later].mean()) if seen_later.any() else float("nan"),
+        jitter=metrics.jitter(tracks.pixels, compared),
+        jitter_of_error=metrics.jitter(tracks.pixels - truth_pixels, compared),
         error_3d_mm=error_3d,
     )
+
+
+def compared_pairs(visible: np.ndarray, methods: dict) -> np.ndarray:
+    """(T, N) visible pairs that every method gives a position for."""
+    have = [np.isfinite(tracks.pixels).all(axis=-1) for tracks in methods.values()]
+    return visible & np.logical_and.reduce(have)
 
 
 def mesh_errors(rendered: RenderedSequence, vertices: np.ndarray, triangles: np.ndarray, canonical: np.ndarray,
@@ -365,7 +375,8 @@ def evaluate_sequence(rendered: RenderedSequence, backend: str, settings: Settin
     run = _run_pipeline(rendered, backend, settings, workdir)
     run.timings = {"render": (rendered.frame_count, render_seconds * rendered.frame_count), **run.timings}
     started = time.perf_counter()
-    scores = {label: score_tracks(tracks, run.truth_pixels, run.truth_positions, run.visible,
+    compared = compared_pairs(run.visible, run.methods)
+    scores = {label: score_tracks(tracks, run.truth_pixels, run.truth_positions, run.visible, compared,
                                   settings.survival_threshold_px) for label, tracks in run.methods.items()}
     depth = _depth_results(rendered, backend, run)
     meshes = _mesh_results(rendered, backend, run)

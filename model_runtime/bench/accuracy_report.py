@@ -62,8 +62,11 @@ def _introduction(settings: Settings, results: list[SequenceResult]) -> str:
         f"Up to {settings.seed_points} seed points per clip on frame-0 face skin; a track fails beyond "
         f"{settings.survival_threshold_px:.1f} px ({SURVIVAL_THRESHOLD:.3f} of the frame width). The baseline is "
         f"what a landmark-keying add-on does: the raw MediaPipe landmarks of the same capture, each seed carried "
-        f"by the landmark triangle holding it on frame 0. Ratios are ours / baseline: below 1 is better for "
-        f"errors and jitter, above 1 is better for survival."
+        f"by the landmark triangle holding it on frame 0. Errors and jitter are taken on the same frames for "
+        f"every method: the visible (frame, seed) pairs that all methods give a position for (the baseline has "
+        f"none on frames where MediaPipe finds no face; ours fills them); survival and coverage count each "
+        f"method's own gaps. Ratios are ours / baseline: below 1 is better for errors and jitter, above 1 is "
+        f"better for survival."
     )
 
 
