@@ -212,16 +212,20 @@ def _settings(context):
     return context.scene.faceanything
 
 
-class FACEANYTHING_OT_bind_rig(bpy.types.Operator):
+class _NeedsArmature:
+    """Rig operators act on the armature picked in the panel."""
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and _settings(context).rig_armature is not None
+
+
+class FACEANYTHING_OT_bind_rig(_NeedsArmature, bpy.types.Operator):
     """Add constraints so the armature's bones follow the capture's empties (one per table row)"""
 
     bl_idname = "faceanything.bind_rig"
     bl_label = "Bind Rig"
     bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return context.scene is not None and _settings(context).rig_armature is not None
 
     def execute(self, context):
         settings = _settings(context)
@@ -239,17 +243,13 @@ class FACEANYTHING_OT_bind_rig(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEANYTHING_OT_bake_rig(bpy.types.Operator):
+class FACEANYTHING_OT_bake_rig(_NeedsArmature, bpy.types.Operator):
     """Key the bound bones on every frame of the scene and remove the capture constraints, so the rig works without
     the capture"""
 
     bl_idname = "faceanything.bake_rig"
     bl_label = "Bake Rig"
     bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return context.scene is not None and _settings(context).rig_armature is not None
 
     def execute(self, context):
         armature = _settings(context).rig_armature
@@ -264,16 +264,12 @@ class FACEANYTHING_OT_bake_rig(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEANYTHING_OT_rig_preset(bpy.types.Operator):
+class FACEANYTHING_OT_rig_preset(_NeedsArmature, bpy.types.Operator):
     """Fill the binding table with the Rigify face bones this armature has (lips, lids, brows, nose, chin)"""
 
     bl_idname = "faceanything.rig_preset"
     bl_label = "Rigify Preset"
     bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return context.scene is not None and _settings(context).rig_armature is not None
 
     def execute(self, context):
         settings = _settings(context)
