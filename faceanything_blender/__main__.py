@@ -203,6 +203,8 @@ def capture_and_save(bpy, addon, package: str, args, output: Path, timings: dict
         print(f"{settings.warning_count} warning(s), the last: {settings.last_warning}", flush=True)
 
     started = time.perf_counter()
+    # This save overwrites the one made before the capture: no .blend1 backup of that.
+    context.preferences.filepaths.save_version = 0
     bpy.ops.wm.save_as_mainfile(filepath=str(output))
     timings["save the .blend"] = time.perf_counter() - started
     written = [output]
