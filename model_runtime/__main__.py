@@ -73,7 +73,21 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="mediapipe", help="mediapipe (default, CPU) or faceanything (network)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--checkpoint", help="Face Anything weights (.pt or converted .safetensors)")
+    parser.add_argument(
+        "--backend-option", action="append", default=[], metavar="KEY=VALUE", type=backend_option,
+        help="a further backend setting (JSON value), e.g. window=16, overlap=4, resolution=336, mode=\"single\"",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a capture made with other settings")
+
+
+def backend_option(text: str) -> tuple[str, object]:
+    key, separator, value = text.partition("=")
+    if not separator or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value  # a bare word is a string
 
 
 def add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +122,7 @@ def run_capture_command(args: argparse.Namespace) -> int:
 
     options = CaptureOptions(
         frames=args.frames, focal=args.focal, backend=args.backend, device=args.device,
-        checkpoint=args.checkpoint, overwrite=args.overwrite,
+        checkpoint=args.checkpoint, backend_options=dict(args.backend_option), overwrite=args.overwrite,
     )
     warnings: list[str] = []
     summary = run_capture(

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -40,6 +40,8 @@ class CaptureOptions:
     backend: str = "mediapipe"
     device: str = "auto"
     checkpoint: str | None = None
+    backend_options: dict = field(default_factory=dict)
+    """Further keyword arguments of the backend, e.g. the network's window, overlap, resolution, mode."""
     overwrite: bool = False
 
 
@@ -264,8 +266,8 @@ def _source_frames(source, indices, todo, index_of) -> Iterable[Frame]:
 
 def _backend_options(options: CaptureOptions, source: FrameSource) -> dict:
     if options.backend == "mediapipe":
-        return {"static_images": source.info.kind != "video"}
-    return {"checkpoint": options.checkpoint, "device": options.device}
+        return {"static_images": source.info.kind != "video", **options.backend_options}
+    return {"checkpoint": options.checkpoint, "device": options.device, **options.backend_options}
 
 
 def _record_backend(folder: CaptureFolder, backend) -> None:

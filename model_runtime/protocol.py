@@ -13,7 +13,8 @@ Requests (fields beyond ``type`` and ``id``; optional ones in brackets):
 
     health
     capture              input, output, [frames "A:B[:S]"], [focal "35mm" | "1200px"],
-                         [backend], [device "auto"|"cpu"|"cuda"], [checkpoint], [overwrite]
+                         [backend], [device "auto"|"cpu"|"cuda"], [checkpoint], [backend_options {}],
+                         [overwrite]
     reconstruct          capture_dir, [mesh "template"|"dense"], [density "low"|"medium"|"high"],
                          [smooth "off"|"on" or a filter name], [points [[x, y, z] | "name", ...]]
     capture_reconstruct  the fields of capture and of reconstruct (capture_dir = output)
@@ -44,12 +45,13 @@ REQUEST_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "health": ((), ()),
     "capture": (
         ("input", "output"),
-        ("frames", "focal", "backend", "device", "checkpoint", "overwrite"),
+        ("frames", "focal", "backend", "device", "checkpoint", "backend_options", "overwrite"),
     ),
     "reconstruct": (("capture_dir",), ("mesh", "density", "smooth", "points")),
     "capture_reconstruct": (
         ("input", "output"),
-        ("frames", "focal", "backend", "device", "checkpoint", "overwrite", "mesh", "density", "smooth", "points"),
+        ("frames", "focal", "backend", "device", "checkpoint", "backend_options", "overwrite",
+         "mesh", "density", "smooth", "points"),
     ),
     "cancel": ((), ()),
     "shutdown": ((), ()),

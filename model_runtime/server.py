@@ -159,7 +159,7 @@ class Server:
         self.events.send("finished", request_id, stage="reconstruct", summary={"reconstruction_dir": str(folder)})
 
 
-CAPTURE_FIELDS = ("frames", "focal", "backend", "device", "checkpoint", "overwrite")
+CAPTURE_FIELDS = ("frames", "focal", "backend", "device", "checkpoint", "backend_options", "overwrite")
 RECONSTRUCT_FIELDS = ("mesh", "density", "smooth", "points")
 
 

@@ -7,6 +7,7 @@ the others.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Protocol
 
@@ -75,4 +76,11 @@ def create_backend(name: str, **options) -> Backend:
                  "or choose another backend.",
             code="backend_unavailable",
         ) from exc
-    return getattr(module, entry.class_name)(**options)
+    backend_class = getattr(module, entry.class_name)
+    accepted = inspect.signature(backend_class).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        known = ", ".join(p for p in accepted if p not in ("self", "checkpoint", "device"))
+        raise UserError(f"The {name} backend has no option {', '.join(unknown)}.",
+                        hint=f"Its options are: {known}.", code="bad_option")
+    return backend_class(**options)
