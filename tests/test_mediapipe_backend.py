@@ -9,6 +9,7 @@ import matplotlib
 import numpy as np
 import pytest
 from mediapipe.framework.formats import landmark_pb2
+from scipy import ndimage
 
 from model_runtime.backends import available_backends, create_backend
 from model_runtime.backends.mediapipe_dense import (
@@ -170,13 +171,10 @@ def test_photo_in_static_mode_and_subject_left_is_image_right():
     assert on_face.all() and canonical_x[0] > 0 > canonical_x[1]
 
 
-def test_synthetic_landmarks_give_back_the_exact_pose_and_points():
-    """Landmarks made from a posed template with MediaPipe's conventions (normalised x, y from
-    pixel edges; z relative, in image widths at the face's scale) must give back that pose,
-    those 3D points and the template rendered at that pose."""
-    template = load_template()
-    width, height = 640, 480
-    intrinsics = intrinsics_for(width, height, focal_px=700)
+def posed_template_landmarks(template, intrinsics, frame_size):
+    """A posed template's normalised MediaPipe-style landmarks (x, y from pixel edges; z
+    relative, in image widths at the face's scale), its pose, camera points and pixels."""
+    width, height = frame_size
     rotation = cv2.Rodrigues(np.array([0.2, 2.9, -0.1]))[0]  # turned to one side, facing the camera
     pose = np.eye(4)
     pose[:3, :3], pose[:3, 3] = rotation, [0.03, -0.02, 0.6]
@@ -186,15 +184,63 @@ def test_synthetic_landmarks_give_back_the_exact_pose_and_points():
     anchor = points[template.rigid, 2].mean()
     relative_z = (points[:, 2] - anchor) * intrinsics[0, 0] / (width * anchor) + 0.123  # arbitrary offset
     normalized = np.column_stack([(pixels + 0.5) / [width, height], relative_z])
+    return normalized, pose, points, pixels
 
-    maps = dense_maps(normalized, intrinsics, (width, height), template)
+
+def test_synthetic_landmarks_give_back_the_exact_pose_and_points():
+    """Landmarks made from a posed template must give back that pose, those 3D points and,
+    inside the silhouette ring, the template rendered at that pose."""
+    template = load_template()
+    intrinsics = intrinsics_for(640, 480, focal_px=700)
+    normalized, pose, points, pixels = posed_template_landmarks(template, intrinsics, (640, 480))
+
+    maps = dense_maps(normalized, intrinsics, (640, 480), template)
 
     np.testing.assert_allclose(maps.head_pose, pose, atol=1e-6)
     np.testing.assert_allclose(maps.landmarks3d, points, atol=1e-6)
     expected = rasterize(pixels, points[:, 2], template.triangles, maps.window, template.vertices)
-    np.testing.assert_array_equal(maps.mask, expected.mask)
-    np.testing.assert_allclose(maps.depth, expected.depth, atol=1e-6)
-    np.testing.assert_allclose(maps.canonical, expected.attributes, atol=1e-6)
+    assert maps.mask[expected.mask].all()
+    np.testing.assert_allclose(maps.depth[expected.mask], expected.depth[expected.mask], atol=1e-6)
+    np.testing.assert_allclose(maps.canonical[expected.mask], expected.attributes[expected.mask], atol=1e-6)
+
+
+def test_silhouette_ring_continues_the_edge_triangles_and_leaves_the_holes_open():
+    """One pixel outside the rendered template's silhouette is added, none in the eye and mouth
+    holes; ring pixels lie on the planes of the mesh's triangles (so the posed template's rigid
+    transform maps their canonical coordinates onto their unprojected depth) next to their face
+    neighbours, at half a neighbour's confidence at most."""
+    template = load_template()
+    intrinsics = intrinsics_for(640, 480, focal_px=700)
+    normalized, pose, points, pixels = posed_template_landmarks(template, intrinsics, (640, 480))
+
+    maps = dense_maps(normalized, intrinsics, (640, 480), template)
+
+    covered = rasterize(pixels, points[:, 2], template.triangles, maps.window).mask
+    filled = ndimage.binary_fill_holes(covered)
+    holes = filled & ~covered
+    assert holes.sum() > 100, "the template's eyes and mouth are open"
+    assert not maps.mask[holes].any()
+    ring = maps.mask & ~covered
+    around_silhouette = ndimage.binary_dilation(covered, np.ones((3, 3), bool)) & ~filled
+    assert not (ring & ~around_silhouette).any()
+    assert ring.sum() > 0.9 * around_silhouette.sum() > 200, "only slivers seen edge-on are not extended"
+
+    rows, cols = np.nonzero(ring)
+    depth = maps.depth[rows, cols].astype(np.float64)
+    rays = np.linalg.solve(intrinsics, np.stack([cols + maps.window[0], rows + maps.window[1], np.ones_like(rows)]))
+    camera_points = (rays * depth).T
+    canonical = maps.canonical[rows, cols].astype(np.float64)
+    np.testing.assert_allclose(canonical @ pose[:3, :3].T + pose[:3, 3], camera_points, atol=2e-6)
+
+    padded_canonical = np.pad(np.where(covered[..., None], maps.canonical, np.nan), ((1, 1), (1, 1), (0, 0)),
+                              constant_values=np.nan)
+    padded_confidence = np.pad(np.where(covered, maps.depth_confidence, 0), 1)
+    around = [(rows + 1 + dy, cols + 1 + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    nearest = np.nanmin([np.linalg.norm(padded_canonical[r, c] - canonical, axis=1) for r, c in around], axis=0)
+    assert np.median(nearest) < 0.005 and nearest.max() < 0.04, "a pixel beyond the edge, not far off the face"
+    neighbour_confidence = np.max([padded_confidence[r, c] for r, c in around], axis=0)
+    assert (maps.depth_confidence[rows, cols] <= 0.5 * neighbour_confidence + 1e-7).all()
+    np.testing.assert_array_equal(maps.canonical_confidence, maps.depth_confidence)
 
 
 def test_landmark_parsing_with_and_without_extra_fields():

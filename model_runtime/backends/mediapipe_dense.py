@@ -22,6 +22,17 @@ Per frame:
    rasterised (``raster.py``, z-buffered, perspective-correct) over the mesh's bounding box plus
    a small margin, with the template's vertices as attributes: depth, canonical coordinates and
    the face mask.
+6. Silhouette ring: landmarks on the face's outline (jaw, temples) sit on the mesh's edge, where
+   the outermost triangles often cover no pixel centre, so the maps would never show them. Every
+   pixel outside the silhouette that touches (8-neighbourhood) a face pixel is added to the maps
+   with the values of the nearest face triangle's plane extended to its centre: of its face
+   neighbours' triangles, the one whose barycentrics there are least negative; inverse depth and
+   attribute/depth extrapolated linearly, as the rasteriser interpolates them. The maps then stay
+   linear across the edge, which is what the tracking's 3x3 plane fit assumes. A pixel further
+   outside than its triangle's own size (a sliver seen edge-on) is left out. Ring pixels get
+   half the confidence of the neighbour whose triangle they extend. The eye and mouth holes (the
+   uncovered regions that do not reach the window's border) get no ring: their edges already lie
+   inside the face and a ring would cover the lids' and lips' gaps.
 
 Confidence: the cosine between a surface point's normal and its ray to the camera, clipped to
 [0, 1] (per-vertex normals of the camera-space landmark mesh, interpolated). Both the depth and
@@ -40,11 +51,17 @@ import numpy as np
 
 from model_runtime.contract import CANONICAL_SPACE_ID, FrameMaps
 from model_runtime.errors import InputError, UserError
-from model_runtime.raster import mesh_window, rasterize
+from model_runtime.raster import Raster, mesh_window, rasterize
 from model_runtime.template import FaceTemplate, load_template
 
-BACKEND_VERSION = "1"
+BACKEND_VERSION = "2"
 WINDOW_MARGIN = 2
+RING_CONFIDENCE = 0.5
+"""Confidence of a silhouette ring pixel relative to the face pixel whose triangle it extends."""
+MAX_EXTRAPOLATION = 1.0
+"""How far (in barycentric units, i.e. the triangle's own size) a ring pixel may lie outside the
+triangle it extends: a sliver seen edge-on at the silhouette has no trustworthy plane a pixel away."""
+_NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 LANDMARK_COUNT = 478
 
 # A NormalizedLandmarkList holding only x, y, z serialises to 17 bytes per landmark: field 1
@@ -187,12 +204,13 @@ def dense_maps(normalized: np.ndarray, intrinsics: np.ndarray, frame_size: tuple
     raster = rasterize(pixels, depth, template.triangles, window,
                        attributes=np.column_stack([template.vertices, facing]))
     confidence = np.clip(raster.attributes[..., 3], 0.0, 1.0)
+    add_silhouette_ring(raster, confidence, pixels, depth, template.triangles, template.vertices)
     return FrameMaps(
         depth=raster.depth,
         canonical=np.ascontiguousarray(raster.attributes[..., :3]),
         depth_confidence=confidence,
         canonical_confidence=confidence.copy(),
-        mask=raster.mask,
+        mask=raster.triangle >= 0,
         intrinsics=intrinsics,
         frame_size=tuple(frame_size),
         window=raster.window,
@@ -200,6 +218,55 @@ def dense_maps(normalized: np.ndarray, intrinsics: np.ndarray, frame_size: tuple
         landmarks3d=points.astype(np.float32),
         head_pose=pose,
     )
+
+
+def add_silhouette_ring(raster: Raster, confidence: np.ndarray, pixels: np.ndarray, depth: np.ndarray,
+                        triangles: np.ndarray, canonical: np.ndarray) -> None:
+    """Extends ``raster`` (triangle, depth, canonical in attributes[..., :3]) and ``confidence``
+    in place by one pixel outside the mesh's silhouette (see the module docstring, step 6)."""
+    covered = raster.triangle >= 0
+    rows, cols = np.nonzero(_outside(covered) & cv2.dilate(covered.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool))
+    if rows.size == 0:
+        return
+    padded = np.pad(raster.triangle, 1, constant_values=-1)
+    candidates = np.stack([padded[rows + 1 + dy, cols + 1 + dx] for dy, dx in _NEIGHBOURS], axis=1)  # (n, 8)
+    x0, y0 = raster.window[:2]
+    x, y = (cols + x0).astype(np.float64)[:, None], (rows + y0).astype(np.float64)[:, None]
+    weights = _barycentrics(pixels, triangles[candidates].transpose(2, 0, 1), x, y)  # (3, n, 8)
+    outside_by = np.where(candidates >= 0, -weights.min(axis=0), np.inf)
+    best = np.argmin(outside_by, axis=1)
+    pick = np.arange(rows.size)
+    triangle = candidates[pick, best]
+    over_depth = weights[:, pick, best].T / depth[triangles[triangle]]  # perspective-correct: affine in x, y
+    inverse_depth = over_depth.sum(axis=1)
+    keep = (outside_by[pick, best] <= MAX_EXTRAPOLATION) & (inverse_depth > 0)
+    rows, cols, triangle, best = rows[keep], cols[keep], triangle[keep], best[keep]
+    over_depth, inverse_depth = over_depth[keep], inverse_depth[keep]
+    offsets = np.array(_NEIGHBOURS)[best]
+    raster.triangle[rows, cols] = triangle
+    raster.depth[rows, cols] = 1.0 / inverse_depth
+    raster.attributes[rows, cols, :3] = (over_depth[:, :, None] * canonical[triangles[triangle]]).sum(axis=1) / inverse_depth[:, None]
+    confidence[rows, cols] = RING_CONFIDENCE * confidence[rows + offsets[:, 0], cols + offsets[:, 1]]
+
+
+def _outside(covered: np.ndarray) -> np.ndarray:
+    """Uncovered pixels connected (4-neighbourhood) to the border of the map: not the eye and
+    mouth holes."""
+    count, labels = cv2.connectedComponents((~covered).view(np.uint8), connectivity=4)
+    border = np.zeros(count, bool)
+    border[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    border[0] = False  # label 0 is the covered pixels
+    return border[labels]
+
+
+def _barycentrics(pixels: np.ndarray, corners: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Screen-space barycentrics (3, ...) of the points (x, y) in the triangles whose vertex
+    indices are ``corners`` (3, ...), outside [0, 1] beyond the triangle's edges."""
+    (ax, bx, cx), (ay, by, cy) = (np.ascontiguousarray(axis)[corners] for axis in pixels.T)
+    area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)  # rasterised triangles are not degenerate
+    wb = ((x - ax) * (cy - ay) - (y - ay) * (cx - ax)) / area
+    wc = ((bx - ax) * (y - ay) - (by - ay) * (x - ax)) / area
+    return np.stack([1.0 - wb - wc, wb, wc])
 
 
 def landmark_pixels(normalized: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
