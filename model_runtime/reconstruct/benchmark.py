@@ -113,7 +113,7 @@ def stage_costs(folder: Path, frames: int = 75) -> str:
     frames = min(frames, capture.frame_count)
     for index in range(frames):
         clock = time.process_time()
-        maps = capture.frame(index)
+        maps = capture.frame(index, optional=False)
         spent[names[0]] += time.process_time() - clock
         clock = time.process_time()
         lookup = CanonicalLookup(maps)

@@ -152,7 +152,7 @@ class _PixelMotion:
 
 def _lookup(capture: CaptureFolder, index: int) -> tuple[np.ndarray, CanonicalLookup | None]:
     """Frame `index`'s intrinsics and its face pixels ready for look-ups (None without a face)."""
-    maps = capture.frame(index)
+    maps = capture.frame(index, optional=False)
     return maps.intrinsics, CanonicalLookup(maps) if maps.has_face else None
 
 
