@@ -18,16 +18,15 @@ import time
 import traceback
 from pathlib import Path
 
+from .runtime_paths import HintedError
+
 PUMP_INTERVAL_S = 0.05
 PRINT_INTERVAL_S = 1.0
 CANCEL_WAIT_S = 30.0
 
 
-class CliError(Exception):
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+class CliError(HintedError):
+    """A headless capture that failed; printed as one message and a hint."""
 
 
 def build_parser() -> argparse.ArgumentParser:

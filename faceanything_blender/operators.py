@@ -29,13 +29,8 @@ CACHE_KEY_FIELDS = ("frames", "focal", "backend", "device", "checkpoint")
 RESUME_HINT = "Press Capture to resume: finished frames are kept."
 
 
-class CaptureError(Exception):
-    """A capture that cannot start; the message says why and the hint what to do."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+class CaptureError(runtime_paths.HintedError):
+    """A capture that cannot start."""
 
 
 @dataclass

@@ -24,13 +24,17 @@ USER_VENV_NAME = "runtime-venv"
 USER_CACHE_NAME = "cache"
 
 
-class RuntimeNotFound(Exception):
-    """The runtime's source or interpreter cannot be found; the message says what to do."""
+class HintedError(Exception):
+    """A failure the user can act on: `message` says what went wrong, `hint` what to do."""
 
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+class RuntimeNotFound(HintedError):
+    """The runtime's source or interpreter cannot be found."""
 
 
 def runtime_source_root(addon_dir: Path = ADDON_DIR) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import read_image
 
 REPO = Path(__file__).resolve().parents[2]
 ICT_MODEL = REPO.parent / "shared" / "assets" / "ict_face_model" / "ict_face_model.npz"
@@ -33,19 +34,6 @@ def rendered(tmp_path_factory):
     result = _render(out, tmp_path_factory.mktemp("blender-user"))
     assert result.returncode == 0, result.stderr[-2000:]
     return out
-
-
-def _image(path: Path) -> np.ndarray:
-    import bpy
-
-    image = bpy.data.images.load(str(path))
-    try:
-        width, height = image.size
-        pixels = np.empty(width * height * 4, np.float32)
-        image.pixels.foreach_get(pixels)
-    finally:
-        bpy.data.images.remove(image)
-    return pixels.reshape(height, width, 4)[::-1, :, :3] * 255.0  # Blender stores rows bottom-up
 
 
 def test_every_frame_has_an_image_and_ground_truth_and_the_spec_is_reproducible(rendered):
@@ -73,7 +61,7 @@ def test_rendered_silhouette_lies_where_the_ground_truth_puts_it(rendered):
     background = sequence.spec.background
     srgb = np.where(background <= 0.0031308, background * 12.92, 1.055 * background ** (1 / 2.4) - 0.055) * 255
     for frame in range(FRAMES):
-        drawn = np.abs(_image(sequence.image_path(frame)) - srgb).max(axis=-1) > 20
+        drawn = np.abs(read_image(sequence.image_path(frame))[..., :3] - srgb).max(axis=-1) > 20
         truth = sequence.ground_truth(frame)["surface"] >= 0
         assert (drawn & truth).sum() / (drawn | truth).sum() > 0.95
         drawn_rows, drawn_cols = np.nonzero(drawn)

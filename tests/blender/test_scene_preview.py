@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
+from conftest import read_image
 
 from faceanything_blender.scene import build_capture, render_preview
 from tests.blender.scene_fixtures import (
@@ -18,14 +19,7 @@ from tests.blender.scene_fixtures import (
 
 def read_png(path) -> np.ndarray:
     """(H, W, 4) bytes, row 0 at the top."""
-    image = bpy.data.images.load(str(path))
-    try:
-        width, height = image.size
-        pixels = np.empty(width * height * 4, np.float32)
-        image.pixels.foreach_get(pixels)
-    finally:
-        bpy.data.images.remove(image)
-    return np.round(pixels.reshape(height, width, 4)[::-1] * 255).astype(int)
+    return np.round(read_image(path)).astype(int)
 
 
 def test_preview_lays_the_mesh_over_its_own_footage_frame(fresh_scene, tmp_path):  # noqa: F811
