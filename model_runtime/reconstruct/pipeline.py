@@ -59,6 +59,7 @@ def reconstruct(
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     template=None,
+    reader: str | None = None,
 ) -> Path:
     """Reconstruct the capture in `capture_dir`; returns the reconstruction folder.
 
@@ -66,7 +67,9 @@ def reconstruct(
     object with its attributes, in the capture's canonical space); by default the shipped
     template is loaded when the capture's canonical space is `CANONICAL_SPACE_ID`.
     `progress(done, total)` is called per frame; `should_cancel()` is polled per frame and per
-    block, and a True answer raises `Cancelled` (the previous reconstruction stays).
+    block, and a True answer raises `Cancelled` (the previous reconstruction stays). `reader`
+    forces how frames are read ahead of the tracker (`reading.read_indexed`); the result is the
+    same whichever reads them.
     """
     options = options or ReconstructOptions()
     capture = CaptureFolder(Path(capture_dir))
@@ -84,20 +87,20 @@ def reconstruct(
     target = reconstruction_dir(capture.path)
     partial = Path(tempfile.mkdtemp(dir=capture.path, prefix=f".{target.name}.partial-"))
     try:
-        _reconstruct_into(partial, capture, options, mesh, rigid_vertices(mesh, template), points, settings, progress, should_cancel)
+        _reconstruct_into(partial, capture, options, mesh, rigid_vertices(mesh, template), points, settings, progress, should_cancel, reader)
         _replace(target, partial)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
-def _reconstruct_into(folder, capture, options, mesh, rigid, points, settings, progress, should_cancel) -> None:
+def _reconstruct_into(folder, capture, options, mesh, rigid, points, settings, progress, should_cancel, reader) -> None:
     frame_count, vertex_count = capture.frame_count, mesh.vertex_count
     writer = VertexArrayWriter(folder, frame_count, vertex_count)
     store = TrackStore(folder, frame_count, vertex_count, block_size=max(1, BLOCK_BYTES // (frame_count * BYTES_PER_ENTRY)))
     try:
         queries = np.concatenate([mesh.canonical, points.canonical[points.extra]])
-        clip = track_clip(capture, queries, vertex_count, rigid, options.radius, store, writer, progress, should_cancel)
+        clip = track_clip(capture, queries, vertex_count, rigid, options.radius, store, writer, progress, should_cancel, reader)
         if not clip.tracked.any():
             raise UserError(
                 f"no face was tracked in any of the {frame_count} frames of {capture.path}",

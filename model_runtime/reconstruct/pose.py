@@ -39,13 +39,15 @@ def fit_head_pose(canonical: np.ndarray, positions: np.ndarray, weights: np.ndar
     usable = weights > 0
     if usable.sum() < MIN_POSE_POINTS:
         return None
+    inliers = usable
     pose = fit_rigid(canonical[usable], positions[usable], weights[usable])
     for _ in range(OUTLIER_ROUNDS):
         residual = np.linalg.norm(apply(pose, canonical) - positions, axis=1)
         sigma = 1.4826 * np.median(residual[usable])
-        inliers = usable & (residual <= max(OUTLIER_SIGMAS * sigma, OUTLIER_FLOOR))
-        if inliers.sum() < MIN_POSE_POINTS:
-            break
+        refined = usable & (residual <= max(OUTLIER_SIGMAS * sigma, OUTLIER_FLOOR))
+        if refined.sum() < MIN_POSE_POINTS or np.array_equal(refined, inliers):
+            break  # too few left, or the same points again: refitting would change nothing
+        inliers = refined
         pose = fit_rigid(canonical[inliers], positions[inliers], weights[inliers])
     return pose
 

@@ -1,17 +1,15 @@
 """Pass 1 of a reconstruction: every frame of the capture, in order, looked up and posed.
 
-Frames stream through: the next ones are read, decompressed and indexed (`CanonicalLookup`) in a
-background thread while the current one is tracked, and results leave memory every
+Frames stream through: the next ones are read, decompressed and indexed (`CanonicalLookup`) beside
+the tracker while the current one is tracked (reading.py), and results leave memory every
 `FLUSH_FRAMES` frames: positions and seen flags for the track store (store.py), confidences and
 filled flags, which are final, for the reconstruction's own files. What stays in memory per frame
 is small (pose, intrinsics, the few points tracked on their own).
 """
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -20,9 +18,8 @@ from ..errors import Cancelled
 from ..reconstruction_format import VertexArrayWriter
 from .pose import fit_head_pose
 from .store import TrackStore
-from .tracking import CanonicalLookup
+from .reading import read_indexed
 
-PREFETCH = 2
 FLUSH_FRAMES = 64
 POSE_POINTS = 400
 """At most this many vertices (spread evenly over the chosen ones) drive the head pose: plenty for
@@ -50,12 +47,14 @@ def track_clip(
     writer: VertexArrayWriter,
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    reader: str | None = None,
 ) -> TrackedClip:
     """Look the canonical `queries` (mesh vertices first, then extra points) up in every frame.
 
     Raw vertex positions and seen flags go to `store`, confidences and filled flags (not seen) to
     `writer`; a frame without a face, or with too few seen vertices for a head pose, is all
     unseen. `pose_vertices` (bool, per vertex) chooses the vertices the head pose is fitted to.
+    `reader` chooses how frames are read ahead (`reading.read_indexed`; the result is the same).
     """
     frame_count = capture.frame_count
     extra = len(queries) - vertex_count
@@ -70,7 +69,7 @@ def track_clip(
     pose_rows = pose_rows[np.linspace(0, len(pose_rows) - 1, min(len(pose_rows), POSE_POINTS)).astype(int)]
     rows = _FrameBuffer(store, writer, vertex_count)
     motion = _PixelMotion(len(queries))
-    for index, (intrinsics, lookup) in enumerate(_read_frames(capture)):
+    for index, (intrinsics, lookup) in enumerate(read_indexed(capture, reader)):
         if should_cancel and should_cancel():
             raise Cancelled()
         clip.intrinsics[index] = intrinsics
@@ -148,22 +147,3 @@ class _PixelMotion:
     def forget(self) -> None:
         self.before = self.last
         self.last = np.full_like(self.before, np.nan)
-
-
-def _lookup(capture: CaptureFolder, index: int) -> tuple[np.ndarray, CanonicalLookup | None]:
-    """Frame `index`'s intrinsics and its face pixels ready for look-ups (None without a face)."""
-    maps = capture.frame(index, optional=False)
-    return maps.intrinsics, CanonicalLookup(maps) if maps.has_face else None
-
-
-def _read_frames(capture: CaptureFolder) -> Iterator[tuple[np.ndarray, CanonicalLookup | None]]:
-    """The capture's frames in order, read, decompressed and indexed `PREFETCH` frames ahead in
-    a background thread (zlib and numpy release the GIL for much of that work)."""
-    count = capture.frame_count
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-frames") as reader:
-        pending = deque(reader.submit(_lookup, capture, index) for index in range(min(PREFETCH, count)))
-        for index in range(count):
-            frame = pending.popleft().result()
-            if index + PREFETCH < count:
-                pending.append(reader.submit(_lookup, capture, index + PREFETCH))
-            yield frame
