@@ -99,20 +99,6 @@ class FrameMaps:
             extras=self.extras,
         )
 
-    def face_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Face pixels as flat arrays: (pixels (N, 2) x, y; camera points (N, 3);
-        canonical (N, 3); confidence (N,) = depth_confidence * canonical_confidence)."""
-        rows, cols = np.nonzero(self.mask)
-        x0, y0 = self.window[0], self.window[1]
-        pixels = np.stack([cols + x0, rows + y0], axis=1).astype(np.float64)
-        depth = self.depth[rows, cols].astype(np.float64)
-        k = self.intrinsics
-        xs = (pixels[:, 0] - k[0, 2]) / k[0, 0] * depth
-        ys = (pixels[:, 1] - k[1, 2]) / k[1, 1] * depth
-        points = np.stack([xs, ys, depth], axis=1)
-        confidence = self.depth_confidence[rows, cols] * self.canonical_confidence[rows, cols]
-        return pixels, points, self.canonical[rows, cols].astype(np.float64), confidence.astype(np.float64)
-
 
 def crop_window(mask: np.ndarray, margin: int = 2) -> tuple[int, int, int, int]:
     """Smallest (x0, y0, x1, y1) holding every True pixel of a whole-frame mask, plus a margin."""

@@ -2,7 +2,9 @@
 
 Each measurement runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own:
 the GRID clips from ../shared, 100 frames and a 3,000-frame clip made by repeating one of them
-(memory must stay flat in clip length).
+(memory must stay flat in clip length). Reconstruction runs twice: as it chooses (frames read ahead
+in a reader process here), with the tracker's and the reader's peaks, and with the reader in a
+thread for comparison.
 
 Standalone: `python -m model_runtime.bench.speed` prints the tables.
 """
@@ -48,20 +50,18 @@ def repeated_clip(source: Path, frames: int, target: Path) -> Path:
     return target
 
 
-def measure(stage: str, clip: Path, frames: str | None, workdir: Path) -> dict:
+def measure(stage: str, clip: Path, frames: str | None, workdir: Path, reader: str | None = None) -> dict:
     """Run one stage in a subprocess; returns frames, seconds, frames/s and peak memory (MiB).
     Capture frames/s count from opening the footage (MediaPipe's graph start included) to the last
     frame written; importing MediaPipe, once per process, is reported apart."""
-    command = [sys.executable, "-m", "model_runtime.bench.speed", "--measure", stage, str(clip), str(workdir)]
-    if frames:
-        command.append(frames)
+    command = [sys.executable, "-m", "model_runtime.bench.speed", "--measure", stage, str(clip), str(workdir), frames or "all", reader or "auto"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{stage} benchmark on {clip.name} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _measure_in_process(stage: str, clip: str, workdir: str, frames: str | None) -> dict:
+def _measure_in_process(stage: str, clip: str, workdir: str, frames: str | None, reader: str | None) -> dict:
     capture_dir = Path(workdir) / "capture"
     startup = 0.0
     if stage == "capture":
@@ -76,17 +76,20 @@ def _measure_in_process(stage: str, clip: str, workdir: str, frames: str | None)
         summary = run_capture(clip, capture_dir, CaptureOptions(frames=frames))
         count, with_face = summary.frames, summary.frames_with_face
     else:
-        from model_runtime.reconstruct import ReconstructOptions, reconstruct
-
-        started = time.perf_counter()
-        reconstruct(capture_dir, ReconstructOptions(mesh="template", density="high"))
         from model_runtime.capture_folder import CaptureFolder
+        from model_runtime.reconstruct import ReconstructOptions, reconstruct
+        from model_runtime.reconstruct.reading import reader_kind
 
         count = with_face = CaptureFolder(capture_dir).frame_count
+        reader = reader or reader_kind(count)
+        started = time.perf_counter()
+        reconstruct(capture_dir, ReconstructOptions(mesh="template", density="high"), reader=reader)
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    reader_peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reader process, gone by now
     return {"frames": count, "with_face": with_face, "seconds": round(seconds, 2), "startup": round(startup, 2),
-            "fps": round(count / seconds, 1), "peak_mib": round(peak_mib)}
+            "fps": round(count / seconds, 1), "peak_mib": round(peak_mib), "reader": reader,
+            "reader_peak_mib": round(reader_peak_mib) if reader not in (None, "thread") else 0}
 
 
 def clips() -> list[tuple[str, Path, str | None]]:
@@ -107,26 +110,32 @@ def run(report=None) -> str:
         text = f"Skipped: the GRID clips are not in {GRID_DIR} (../shared beside the checkout)."
     else:
         lines = ["| clip | frames with a face | MediaPipe import (s) | capture frames/s | capture peak MiB "
-                 "| reconstruct frames/s | reconstruct peak MiB |", "|---|---|---|---|---|---|---|"]
+                 "| reconstruct frames/s | reconstruct peak MiB (tracker + reader) | reconstruct frames/s, reader in a thread |",
+                 "|---|---|---|---|---|---|---|---|"]
         with tempfile.TemporaryDirectory(prefix="fa-bench-") as workdir:
             for label, clip, frames in selected:
                 cap = measure("capture", clip, frames, Path(workdir))
                 rec = measure("reconstruct", clip, frames, Path(workdir))
+                threaded = measure("reconstruct", clip, frames, Path(workdir), reader="thread")
                 lines.append(f"| {label} | {cap['with_face']}/{cap['frames']} | {cap['startup']} | {cap['fps']} "
-                             f"| {cap['peak_mib']} | {rec['fps']} | {rec['peak_mib']} |")
+                             f"| {cap['peak_mib']} | {rec['fps']} ({rec['reader']} reader) | {rec['peak_mib']} + {rec['reader_peak_mib']} "
+                             f"| {threaded['fps']} |")
                 print(lines[-1], flush=True)
         text = "\n".join(lines)
     if report is not None:
         report.section("Speed and memory (capture: MediaPipe backend; reconstruction: 8k-vertex template)",
                        text + "\n\nCapture frames/s run from opening the footage to the last frame written (MediaPipe's "
-                       "graph start included); importing MediaPipe, once per runtime process, is the column before.")
+                       "graph start included); importing MediaPipe, once per runtime process, is the column before. "
+                       "Reconstruction frames/s run from the call to the finished folder; frames are read ahead of the "
+                       "tracker in a reader process (`model_runtime/reconstruct/reading.py`), and the last column "
+                       "reads them in a thread instead. The reader's peak counts the pages it shares with the tracker "
+                       "after the fork.")
     return text
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--measure":
-        stage, clip, workdir = sys.argv[2:5]
-        frames = sys.argv[5] if len(sys.argv) > 5 else None
-        print(json.dumps(_measure_in_process(stage, clip, workdir, frames)))
+        stage, clip, workdir, frames, reader = sys.argv[2:7]
+        print(json.dumps(_measure_in_process(stage, clip, workdir, None if frames == "all" else frames, None if reader == "auto" else reader)))
     else:
         print(run())

@@ -39,6 +39,7 @@ from .mesh import Mesh, dense_mesh, rigid_vertices, template_mesh
 from .options import ReconstructOptions
 from .points import PointSet, resolve_points
 from .pose import interpolate_poses
+from .reading import FrameReader
 from .sequence import TrackedClip, track_clip
 from .store import TrackStore
 from .smoothing import smooth_poses, smooth_series, window_frames
@@ -68,39 +69,39 @@ def reconstruct(
     template is loaded when the capture's canonical space is `CANONICAL_SPACE_ID`.
     `progress(done, total)` is called per frame; `should_cancel()` is polled per frame and per
     block, and a True answer raises `Cancelled` (the previous reconstruction stays). `reader`
-    forces how frames are read ahead of the tracker (`reading.read_indexed`); the result is the
+    forces how frames are read ahead of the tracker (`reading.FrameReader`); the result is the
     same whichever reads them.
     """
     options = options or ReconstructOptions()
     capture = CaptureFolder(Path(capture_dir))
     _check_complete(capture)
     template = _template_for(capture, options, template)
-    reference_frame = None
-    if options.mesh == "template":
-        mesh = template_mesh(template, options.density)
-    else:
-        reference_frame = _reference_frame(capture, options)
-        mesh = dense_mesh(capture.frame(reference_frame), options.density, reference_frame)
-    points = resolve_points(options.points, template, options.mesh == "template", capture)
-    settings = options.settings() | {"reference_frame": reference_frame, "smoothing_window": window_frames(_fps(capture))}
-
-    target = reconstruction_dir(capture.path)
-    partial = Path(tempfile.mkdtemp(dir=capture.path, prefix=f".{target.name}.partial-"))
-    try:
-        _reconstruct_into(partial, capture, options, mesh, rigid_vertices(mesh, template), points, settings, progress, should_cancel, reader)
-        _replace(target, partial)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    with FrameReader(capture, reader) as frames:  # reads ahead while the mesh and points are made
+        reference_frame = None
+        if options.mesh == "template":
+            mesh = template_mesh(template, options.density)
+        else:
+            reference_frame = _reference_frame(capture, options)
+            mesh = dense_mesh(capture.frame(reference_frame), options.density, reference_frame)
+        points = resolve_points(options.points, template, options.mesh == "template", capture)
+        settings = options.settings() | {"reference_frame": reference_frame, "smoothing_window": window_frames(_fps(capture))}
+        target = reconstruction_dir(capture.path)
+        partial = Path(tempfile.mkdtemp(dir=capture.path, prefix=f".{target.name}.partial-"))
+        try:
+            _reconstruct_into(partial, capture, frames, options, mesh, rigid_vertices(mesh, template), points, settings, progress, should_cancel)
+            _replace(target, partial)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
-def _reconstruct_into(folder, capture, options, mesh, rigid, points, settings, progress, should_cancel, reader) -> None:
+def _reconstruct_into(folder, capture, frames, options, mesh, rigid, points, settings, progress, should_cancel) -> None:
     frame_count, vertex_count = capture.frame_count, mesh.vertex_count
     writer = VertexArrayWriter(folder, frame_count, vertex_count)
     store = TrackStore(folder, frame_count, vertex_count, block_size=max(1, BLOCK_BYTES // (frame_count * BYTES_PER_ENTRY)))
     try:
         queries = np.concatenate([mesh.canonical, points.canonical[points.extra]])
-        clip = track_clip(capture, queries, vertex_count, rigid, options.radius, store, writer, progress, should_cancel, reader)
+        clip = track_clip(capture, frames, queries, vertex_count, rigid, options.radius, store, writer, progress, should_cancel)
         if not clip.tracked.any():
             raise UserError(
                 f"no face was tracked in any of the {frame_count} frames of {capture.path}",

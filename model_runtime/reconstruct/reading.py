@@ -21,6 +21,7 @@ reconstruction does not depend on it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import pickle
@@ -28,6 +29,7 @@ import sys
 import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +37,7 @@ from typing import Iterator
 import numpy as np
 
 from ..capture_folder import CaptureFolder, read_frame
+from ..errors import UserError
 from .tracking import CanonicalLookup
 
 PREFETCH = 2
@@ -56,18 +59,73 @@ def indexed_frame(capture_dir: Path, frame_size: tuple[int, int], index: int) ->
     return maps.intrinsics, CanonicalLookup(maps) if maps.has_face else None
 
 
-def read_indexed(capture: CaptureFolder, reader: str | None = None) -> Iterator[Frame]:
-    """The capture's frames in order, indexed. `reader` forces "thread" or a process start
-    method ("fork", "forkserver", "spawn"); by default `reader_kind` chooses."""
-    kind = reader or reader_kind(capture.frame_count)
-    if kind != "thread":
+class FrameReader:
+    """The capture's frames in order, indexed, read ahead from the moment the reader is made
+    (so that starting it overlaps whatever the caller does before it tracks). Iterate once;
+    `close` (or leaving the ``with`` block) stops it. `reader` forces "thread" or a process
+    start method ("fork", "forkserver", "spawn"); by default `reader_kind` chooses."""
+
+    def __init__(self, capture: CaptureFolder, reader: str | None = None):
+        self.capture = capture
+        self.kind = reader or reader_kind(capture.frame_count)
+        self.slots = None
+        if self.kind != "thread":
+            try:
+                self.slots = _Slots(PREFETCH + 1)
+            except OSError:  # no shared memory here (a full or missing /dev/shm)
+                self.kind = "thread"
+        if self.slots is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-frames")
+        else:
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(self.kind), initializer=_keep_freed_memory)
+        self.pending: deque = deque()
+        self.submitted = 0
         try:
-            slots = _Slots(PREFETCH + 1)
-        except OSError:  # no shared memory here (a full or missing /dev/shm)
-            kind = "thread"
-    if kind == "thread":
-        return _read_in_thread(capture)
-    return _read_in_process(capture, multiprocessing.get_context(kind), slots)
+            for _ in range(min(PREFETCH + 1, capture.frame_count)):
+                self._submit()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "FrameReader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        while self.pending:
+            index, slot, future = self.pending.popleft()
+            yield self._result(index, slot, future)
+            # Resumed: the tracker is done with that frame, so its slot takes the next one.
+            if self.submitted < self.capture.frame_count:
+                self._submit()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.slots is not None:
+            self.slots.release()
+
+    def _submit(self) -> None:
+        index, path, size = self.submitted, self.capture.path, self.capture.frame_size
+        self.submitted += 1
+        if self.slots is None:
+            self.pending.append((index, None, self.pool.submit(indexed_frame, path, size, index)))
+            return
+        number = index % self.slots.count
+        slot = self.slots.ready(number)
+        self.pending.append((index, slot, self.pool.submit(_index_into_slot, path, size, index, number, slot.name, slot.size)))
+
+    def _result(self, index: int, slot: SharedMemory | None, future) -> Frame:
+        try:
+            result = future.result()
+        except BrokenProcessPool as exc:
+            raise UserError(
+                f"the process that reads {self.capture.path} ahead of the tracker stopped before frame {index} was ready",
+                "It was most likely out of memory: close other programs and run the reconstruction again.",
+                code="reader_stopped",
+            ) from exc
+        return result if slot is None else self.slots.load(slot, *result)
 
 
 def reader_kind(frame_count: int) -> str:
@@ -82,39 +140,6 @@ def reader_kind(frame_count: int) -> str:
         return "forkserver" if "forkserver" in methods else "spawn"
     return "thread"
 
-
-def _read_in_thread(capture: CaptureFolder) -> Iterator[Frame]:
-    count = capture.frame_count
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-frames") as pool:
-        pending = deque(pool.submit(indexed_frame, capture.path, capture.frame_size, i) for i in range(min(PREFETCH, count)))
-        for index in range(count):
-            frame = pending.popleft().result()
-            if index + PREFETCH < count:
-                pending.append(pool.submit(indexed_frame, capture.path, capture.frame_size, index + PREFETCH))
-            yield frame
-
-
-def _read_in_process(capture: CaptureFolder, context, slots: "_Slots") -> Iterator[Frame]:
-    count = capture.frame_count
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-    pending = deque()
-
-    def submit(index: int) -> None:
-        slot = slots.ready(index % slots.count)
-        pending.append((slot, pool.submit(_index_into_slot, capture.path, capture.frame_size, index, index % slots.count, slot.name, slot.size)))
-
-    try:
-        for index in range(min(slots.count, count)):
-            submit(index)
-        for index in range(count):
-            slot, future = pending.popleft()
-            yield slots.load(slot, *future.result())
-            # Resumed: the tracker is done with this frame, so its slot takes the next one.
-            if index + slots.count < count:
-                submit(index + slots.count)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        slots.release()
 
 
 class _Slots:
@@ -152,6 +177,18 @@ class _Slots:
         memory.unlink()
 
 
+def _keep_freed_memory() -> None:
+    """In the reader process: have glibc keep freed blocks for reuse. By default it returns each
+    freed block over 128 KiB to the system at once, so every frame's work arrays are faulted in
+    afresh, which cost the reader about a fifth of its time (the threshold adapts, but slowly,
+    and only after the first frames). Elsewhere (no glibc) nothing changes."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 * 2**20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 256 * 2**20)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _attached: dict[int, SharedMemory] = {}
 """The reader process's view of the slots, by slot number."""
 

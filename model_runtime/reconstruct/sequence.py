@@ -9,7 +9,7 @@ is small (pose, intrinsics, the few points tracked on their own).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -17,8 +17,8 @@ from ..capture_folder import CaptureFolder
 from ..errors import Cancelled
 from ..reconstruction_format import VertexArrayWriter
 from .pose import fit_head_pose
+from .reading import Frame
 from .store import TrackStore
-from .reading import read_indexed
 
 FLUSH_FRAMES = 64
 POSE_POINTS = 400
@@ -39,6 +39,7 @@ class TrackedClip:
 
 def track_clip(
     capture: CaptureFolder,
+    frames: Iterable[Frame],
     queries: np.ndarray,
     vertex_count: int,
     pose_vertices: np.ndarray | None,
@@ -47,14 +48,13 @@ def track_clip(
     writer: VertexArrayWriter,
     progress: Callable[[int, int], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
-    reader: str | None = None,
 ) -> TrackedClip:
-    """Look the canonical `queries` (mesh vertices first, then extra points) up in every frame.
+    """Look the canonical `queries` (mesh vertices first, then extra points) up in every one of
+    the capture's `frames` (a `reading.FrameReader`).
 
     Raw vertex positions and seen flags go to `store`, confidences and filled flags (not seen) to
     `writer`; a frame without a face, or with too few seen vertices for a head pose, is all
     unseen. `pose_vertices` (bool, per vertex) chooses the vertices the head pose is fitted to.
-    `reader` chooses how frames are read ahead (`reading.read_indexed`; the result is the same).
     """
     frame_count = capture.frame_count
     extra = len(queries) - vertex_count
@@ -69,7 +69,7 @@ def track_clip(
     pose_rows = pose_rows[np.linspace(0, len(pose_rows) - 1, min(len(pose_rows), POSE_POINTS)).astype(int)]
     rows = _FrameBuffer(store, writer, vertex_count)
     motion = _PixelMotion(len(queries))
-    for index, (intrinsics, lookup) in enumerate(read_indexed(capture, reader)):
+    for index, (intrinsics, lookup) in enumerate(frames):
         if should_cancel and should_cancel():
             raise Cancelled()
         clip.intrinsics[index] = intrinsics

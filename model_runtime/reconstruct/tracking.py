@@ -1,10 +1,11 @@
 """Canonical look-up: where in one frame is the surface point with a given canonical coordinate?
 
 Each query needs an *anchor*, a face pixel next to where the frame's canonical map equals the
-query. The canonical map and the unprojected depth are linearised at the anchor: its own values,
-and slopes fitted over its 3x3 pixel neighbourhood (weighted least squares, weights = the pixels'
+query. The canonical map and the depth are linearised at the anchor: its own values, and slopes
+fitted over its 3x3 pixel neighbourhood (weighted least squares, weights = the pixels'
 confidence, missing pixels weigh nothing). The sub-pixel position where the linearised canonical
-map meets the query gives the camera-space point. This is exact wherever the maps are linear
+map meets the query gives the camera-space point: that position's ray at the fitted depth. This
+is exact wherever the maps are linear
 across a pixel (the default backend rasterises a triangle mesh) and stays within a fraction of a
 pixel at the mesh's creases and at the edges of the face (eye corners, lids, mouth corners),
 where averaging the k nearest pixels would pull points inwards by up to a pixel and move them in
@@ -12,10 +13,9 @@ half-pixel steps as the face moves. A plane fitted through all nine values would
 noise but blur the creases (twice the error at the template's vertices, measured on synthetic
 clips and on MediaPipe's landmarks); noise is left to the temporal smoothing.
 
-What each face pixel's fit needs depends on the frame alone, so `CanonicalLookup` sums it for
-every pixel when it is built, ahead of the tracker (reading.py); a look-up gathers those sums and
-solves the fit in a few element-wise steps.
-The camera-space point is the sub-pixel position's ray at the fitted depth.
+The sums each pixel's fit needs depend on the frame alone, so `CanonicalLookup` makes them for
+every pixel when it is built, ahead of the tracker (reading.py); a look-up gathers them and solves
+the fit in a few element-wise steps.
 
 Anchors come from where the caller expects each query (its motion over the last frames); a guess
 whose solution lies more than a pixel away moves towards it (at most `MAX_MOVES` times). Queries
