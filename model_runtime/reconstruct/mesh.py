@@ -55,7 +55,9 @@ def subdivide(mesh: Mesh) -> Mesh:
     linearly, so new vertices lie on the old surface; old vertices keep their indices)."""
     triangles = mesh.triangles
     corners = np.stack([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]], axis=1)  # (F, 3, 2)
-    edges, edge_of = np.unique(np.sort(corners.reshape(-1, 2), axis=1), axis=0, return_inverse=True)
+    ends = np.sort(corners.reshape(-1, 2), axis=1).astype(np.int64)
+    keys, edge_of = np.unique(ends[:, 0] * mesh.vertex_count + ends[:, 1], return_inverse=True)  # one number per edge
+    edges = np.stack(np.divmod(keys, mesh.vertex_count), axis=1)
     midpoint = mesh.vertex_count + edge_of.reshape(-1, 3)  # (F, 3): midpoints of edges ab, bc, ca
     a, b, c = triangles.T
     ab, bc, ca = midpoint.T

@@ -9,8 +9,8 @@ costs about as much as the look-up, so it runs ahead of the tracker:
   for starting a fresh interpreter (`LONG_CLIP_FRAMES`). Each indexed frame comes back through
   one of a few shared-memory slots the tracker owns and reuses: the reader pickles the frame
   (protocol 5) and copies the pickle's array buffers into the slot, and the tracker loads the
-  arrays from the slot. A frame too big for its slot comes back through
-  the pipe instead, and the slots grow.
+  arrays from the slot. A frame too big for its slot comes back through the pipe instead, and
+  the slots grow.
 * Otherwise in a thread. A thread overlaps little with the tracker: both sides are numpy calls
   on arrays of a few thousand values, each giving up the interpreter lock and then waiting to
   get it back (`make bench` measures the difference).
@@ -28,8 +28,7 @@ import pickle
 import sys
 import threading
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Iterator
@@ -68,7 +67,7 @@ class FrameReader:
     def __init__(self, capture: CaptureFolder, reader: str | None = None):
         self.capture = capture
         self.kind = reader or reader_kind(capture.frame_count)
-        self.slots = None
+        self.slots = self.process = self.pool = None
         if self.kind != "thread":
             try:
                 self.slots = _Slots(PREFETCH + 1)
@@ -77,8 +76,8 @@ class FrameReader:
         if self.slots is None:
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-frames")
         else:
-            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(self.kind), initializer=_keep_freed_memory)
-        self.pending: deque = deque()
+            self.process = _ReaderProcess(multiprocessing.get_context(self.kind), capture)
+        self.pending: deque = deque()  # (index, the slot or the future it will arrive in)
         self.submitted = 0
         try:
             for _ in range(min(PREFETCH + 1, capture.frame_count)):
@@ -95,37 +94,102 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[Frame]:
         while self.pending:
-            index, slot, future = self.pending.popleft()
-            yield self._result(index, slot, future)
+            index, arriving = self.pending.popleft()
+            if self.pool is not None:
+                yield arriving.result()
+            else:
+                yield self.slots.load(arriving, *self.process.receive(index))
             # Resumed: the tracker is done with that frame, so its slot takes the next one.
             if self.submitted < self.capture.frame_count:
                 self._submit()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.process is not None:
+            self.process.stop(outstanding=len(self.pending))
+            self.pending.clear()
         if self.slots is not None:
             self.slots.release()
 
     def _submit(self) -> None:
-        index, path, size = self.submitted, self.capture.path, self.capture.frame_size
+        index = self.submitted
         self.submitted += 1
-        if self.slots is None:
-            self.pending.append((index, None, self.pool.submit(indexed_frame, path, size, index)))
+        if self.pool is not None:
+            self.pending.append((index, self.pool.submit(indexed_frame, self.capture.path, self.capture.frame_size, index)))
             return
         number = index % self.slots.count
         slot = self.slots.ready(number)
-        self.pending.append((index, slot, self.pool.submit(_index_into_slot, path, size, index, number, slot.name, slot.size)))
+        self.process.send((index, number, slot.name, slot.size))
+        self.pending.append((index, slot))
 
-    def _result(self, index: int, slot: SharedMemory | None, future) -> Frame:
+
+class _ReaderProcess:
+    """The process that reads and indexes frames into the tracker's slots, in the order asked,
+    over one pipe (a process pool's extra thread would contend for the tracker's interpreter
+    lock on every frame)."""
+
+    def __init__(self, context, capture: CaptureFolder):
+        self.capture = capture
+        self.connection, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child, capture.path, capture.frame_size), name="faceanything-frame-reader", daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def send(self, task: tuple) -> None:
         try:
-            result = future.result()
-        except BrokenProcessPool as exc:
+            self.connection.send(task)
+        except OSError:
+            pass  # it stopped: `receive` says so
+
+    def receive(self, index: int):
+        try:
+            failed, value = self.connection.recv()
+        except (EOFError, OSError) as exc:
             raise UserError(
                 f"the process that reads {self.capture.path} ahead of the tracker stopped before frame {index} was ready",
                 "It was most likely out of memory: close other programs and run the reconstruction again.",
                 code="reader_stopped",
             ) from exc
-        return result if slot is None else self.slots.load(slot, *result)
+        if failed:
+            raise value
+        return value
+
+    def stop(self, outstanding: int) -> None:
+        """Let it finish the `outstanding` frames (a few milliseconds each), then end it."""
+        with contextlib.suppress(EOFError, OSError):
+            self.connection.send(None)
+            for _ in range(outstanding):
+                self.connection.recv()
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self.connection.close()
+
+
+def _serve(connection, capture_dir: Path, frame_size: tuple[int, int]) -> None:
+    """The reader process: (index, slot number, slot name, slot size) in, `_index_into_slot`'s
+    answer or the error out, until None."""
+    _keep_freed_memory()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the tracker too, which reports it
+        while (task := connection.recv()) is not None:
+            try:
+                reply = (False, _index_into_slot(capture_dir, frame_size, *task))
+            except Exception as exc:  # noqa: BLE001 - raised again in the tracker
+                reply = (True, _transferable(exc))
+            connection.send(reply)
+
+
+def _transferable(error: Exception) -> Exception:
+    """`error`, or a plain RuntimeError saying the same where `error` does not pickle."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{type(error).__name__}: {error}")
 
 
 def reader_kind(frame_count: int) -> str:
@@ -139,7 +203,6 @@ def reader_kind(frame_count: int) -> str:
     if frame_count >= LONG_CLIP_FRAMES:
         return "forkserver" if "forkserver" in methods else "spawn"
     return "thread"
-
 
 
 class _Slots:
@@ -178,10 +241,10 @@ class _Slots:
 
 
 def _keep_freed_memory() -> None:
-    """In the reader process: have glibc keep freed blocks for reuse. By default it returns each
-    freed block over 128 KiB to the system at once, so every frame's work arrays are faulted in
-    afresh, which cost the reader about a fifth of its time (the threshold adapts, but slowly,
-    and only after the first frames). Elsewhere (no glibc) nothing changes."""
+    """In the reader process: have glibc keep freed memory for the next frame. By default it
+    hands blocks over 128 KiB, and free memory at the top of its heap, straight back to the
+    system, and every frame's work arrays were faulted in afresh: about a fifth of the reader's
+    time on the first clip a process reconstructs. Elsewhere (no glibc) nothing changes."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, 64 * 2**20)

@@ -84,7 +84,7 @@ class CanonicalLookup:
         even = np.zeros(self.shape, bool)  # the tree holds every other face pixel in x and y
         even[1 + maps.window[1] % 2 : -1 : 2, 1 + maps.window[0] % 2 : -1 : 2] = True
         self._sparse = np.flatnonzero(self.face & even.ravel())
-        self._tree = cKDTree(self.canonical[self._sparse], balanced_tree=False, compact_nodes=False)
+        self._tree = None  # built by the first `_nearest`, in the tracker's process
 
     def track(self, queries: np.ndarray, radius: float, guess: np.ndarray | None = None) -> FrameTrack:
         """Positions of the canonical coordinates `queries` (n, 3) in this frame; `guess` (n, 2)
@@ -136,6 +136,8 @@ class CanonicalLookup:
         """Anchors from the tree: the flat index of the face pixel canonically nearest each query
         (the tree holds every other pixel in x and y, so it is 4x cheaper to build, and the best
         pixel around its answer is taken), or -1 when none is within reach."""
+        if self._tree is None:
+            self._tree = cKDTree(self.canonical[self._sparse], leafsize=64, balanced_tree=False, compact_nodes=False, copy_data=False)
         _, nearest = self._tree.query(queries, k=1, distance_upper_bound=ANCHOR_REACH * radius)
         found = np.flatnonzero(nearest < len(self._sparse))
         anchor = np.full(len(queries), -1)
@@ -253,11 +255,8 @@ def _subpixel_step(slope_x: np.ndarray, slope_y: np.ndarray, target: np.ndarray)
     """Least-squares (dx, dy), each (n,), with slope_x*dx + slope_y*dy = target (all (3, n)),
     its length capped at `MAX_SUBPIXEL_STEP`, and that length; zero where the slopes are
     degenerate."""
-    a = (slope_x * slope_x).sum(axis=0)
-    b = (slope_x * slope_y).sum(axis=0)
-    c = (slope_y * slope_y).sum(axis=0)
-    u = (slope_x * target).sum(axis=0)
-    v = (slope_y * target).sum(axis=0)
+    a, b, c = (np.einsum("ij,ij->j", p, q) for p, q in ((slope_x, slope_x), (slope_x, slope_y), (slope_y, slope_y)))
+    u, v = np.einsum("ij,ij->j", slope_x, target), np.einsum("ij,ij->j", slope_y, target)
     determinant = a * c - b * b
     usable = determinant > 1e-6 * np.maximum(a * c, 1e-30)
     scale = np.where(usable, 1.0 / np.where(usable, determinant, 1.0), 0.0)
