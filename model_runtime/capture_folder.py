@@ -27,8 +27,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +120,7 @@ def read_frame(capture_dir: Path, index: int, frame_size: tuple[int, int], optio
     path = frame_path(capture_dir, index)
     try:
         stored = _read_arrays(path, optional)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
         raise CaptureFolderError(
             f"frame {index} of {capture_dir} cannot be read ({path.name}: {exc})",
             "Delete that frame file and run the capture again; only missing frames are recomputed.",
@@ -145,13 +147,33 @@ def read_frame(capture_dir: Path, index: int, frame_size: tuple[int, int], optio
 
 
 def _read_arrays(path: Path, optional: bool) -> dict[str, np.ndarray]:
-    """The arrays of one frame file: every member, or all but the optional ones. Each member is
-    inflated in one read (np.load streams it in small chunks, about 0.25 ms a frame slower)."""
-    with zipfile.ZipFile(path) as archive:
-        names = [info.filename.removesuffix(".npy") for info in archive.infolist()]
-        if not optional:
-            names = [name for name in names if name not in _OPTIONAL_ARRAYS]
-        return {name: np.lib.format.read_array(io.BytesIO(archive.read(f"{name}.npy"))) for name in names}
+    """The arrays of one frame file: every member, or all but the optional ones. The file is
+    read in one go and each member inflated in one call, CRC checked (zipfile's streaming reader
+    costs about a tenth of a frame's read)."""
+    data = path.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = archive.infolist()
+    arrays = {}
+    for member in members:
+        name = member.filename.removesuffix(".npy")
+        if optional or name not in _OPTIONAL_ARRAYS:
+            arrays[name] = np.lib.format.read_array(io.BytesIO(_member_bytes(data, member)))
+    return arrays
+
+
+def _member_bytes(data: bytes, member: zipfile.ZipInfo) -> bytes:
+    name_length, extra_length = struct.unpack_from("<HH", data, member.header_offset + 26)  # local file header
+    start = member.header_offset + 30 + name_length + extra_length
+    stored = memoryview(data)[start : start + member.compress_size]
+    if member.compress_type == zipfile.ZIP_DEFLATED:
+        content = zlib.decompress(stored, -15)
+    elif member.compress_type == zipfile.ZIP_STORED:
+        content = bytes(stored)
+    else:
+        raise zipfile.BadZipFile(f"{member.filename} is compressed with method {member.compress_type}")
+    if zlib.crc32(content) != member.CRC:
+        raise zipfile.BadZipFile(f"{member.filename} is damaged (bad CRC)")
+    return content
 
 
 class CaptureFolder:

@@ -5,12 +5,13 @@ import multiprocessing
 import os
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from model_runtime.capture_folder import frame_path
+from model_runtime.capture_folder import CaptureFolder, _read_arrays, frame_path
 from model_runtime.errors import Cancelled, CaptureFolderError, UserError
 from model_runtime.reconstruct import ReconstructOptions, reading, reconstruct
 from model_runtime.reconstruct.synthetic import SyntheticClip, write_capture
@@ -147,3 +148,18 @@ def test_a_bad_option_found_after_the_reader_started_leaves_nothing_behind(captu
         reconstruct(capture, ReconstructOptions(points="pixel:999:10:10"), template=CLIP.template, reader="fork")
     assert segments() == before
     assert not multiprocessing.active_children()
+
+
+def test_frame_files_read_as_numpy_writes_them_and_damage_is_named(tmp_path):
+    folder = write_capture(tmp_path / "damaged", dataclasses.replace(CLIP, frame_count=3, no_face=(), occluded=()))
+    path = frame_path(folder, 1)
+    with np.load(path) as written:
+        for name, array in _read_arrays(path, optional=True).items():
+            np.testing.assert_array_equal(array, written[name])
+    with zipfile.ZipFile(path) as archive:
+        member = archive.getinfo("canonical.npy")
+    data = bytearray(path.read_bytes())
+    data[member.header_offset + 30 + len(member.filename) + member.compress_size // 2] ^= 0xFF  # inside its deflate stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(CaptureFolderError, match="frame 1 of .* cannot be read"):
+        CaptureFolder(folder).frame(1)

@@ -96,9 +96,12 @@ class FrameReader:
         while self.pending:
             index, arriving = self.pending.popleft()
             if self.pool is not None:
-                yield arriving.result()
+                frame = arriving.result()
             else:
-                yield self.slots.load(arriving, *self.process.receive(index))
+                frame = self.slots.load(arriving, *self.process.receive(index))
+                if not self.pending:
+                    self.process.finish()  # that was the last frame: it can exit while the tracker works on
+            yield frame
             # Resumed: the tracker is done with that frame, so its slot takes the next one.
             if self.submitted < self.capture.frame_count:
                 self._submit()
@@ -137,6 +140,7 @@ class _ReaderProcess:
         )
         self.process.start()
         child.close()
+        self.finished = False
 
     def send(self, task: tuple) -> None:
         try:
@@ -157,10 +161,16 @@ class _ReaderProcess:
             raise value
         return value
 
+    def finish(self) -> None:
+        """No more frames: let it exit."""
+        if not self.finished:
+            self.finished = True
+            self.send(None)
+
     def stop(self, outstanding: int) -> None:
         """Let it finish the `outstanding` frames (a few milliseconds each), then end it."""
+        self.finish()
         with contextlib.suppress(EOFError, OSError):
-            self.connection.send(None)
             for _ in range(outstanding):
                 self.connection.recv()
         self.process.join(timeout=10)
