@@ -118,6 +118,24 @@ def test_a_reader_process_that_dies_is_reported(capture, monkeypatch):
 
 
 @linux_only
+def test_a_reader_process_that_never_delivers_gives_way_to_a_thread(capture, threaded, monkeypatch, caplog):
+    tracker = os.getpid()
+    indexed_frame = reading.indexed_frame
+
+    def dies_in_the_reader(capture_dir, frame_size, index):
+        if os.getpid() != tracker:
+            os._exit(1)
+        return indexed_frame(capture_dir, frame_size, index)
+
+    monkeypatch.setattr(reading, "indexed_frame", dies_in_the_reader)
+    before = segments()
+    assert_same(run(capture, "fork"), threaded)
+    assert "reading frames in a thread" in caplog.text
+    assert segments() == before
+    assert not multiprocessing.active_children()
+
+
+@linux_only
 def test_cancelling_stops_the_reader_process(capture):
     before = segments()
     polls = iter(range(100))
@@ -137,8 +155,19 @@ def test_a_reader_process_only_where_it_pays(monkeypatch):
     monkeypatch.setattr(threading, "active_count", lambda: 2)
     assert reading.reader_kind(reading.LONG_CLIP_FRAMES - 1) == "thread"
     assert reading.reader_kind(reading.LONG_CLIP_FRAMES) == "forkserver"
+    monkeypatch.setattr(reading, "_forkserver_started", True)  # as in the runtime server
+    assert reading.reader_kind(reading.FORK_MIN_FRAMES) == "forkserver"
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert reading.reader_kind(10 * reading.LONG_CLIP_FRAMES) == "thread"
+
+
+@linux_only
+def test_a_threaded_program_with_the_forkserver_started_reads_in_a_process(capture, threaded, monkeypatch):
+    monkeypatch.setattr(reading, "_forkserver_started", reading._forkserver_started)  # restored afterwards
+    reading.start_forkserver()
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert reading.reader_kind(CLIP.frame_count) == "forkserver"
+    assert_same(run(capture, None), threaded)
 
 
 @linux_only

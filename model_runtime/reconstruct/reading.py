@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import pickle
@@ -29,6 +30,7 @@ import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import forkserver
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Iterator
@@ -48,6 +50,8 @@ LONG_CLIP_FRAMES = 300
 SLOT_BYTES = 4 * 2**20
 """First size of a shared-memory slot (a 360x288 clip's frames need about 1.5 MiB)."""
 _ALIGN = 64
+
+log = logging.getLogger("model_runtime.reconstruct")
 
 Frame = tuple[np.ndarray, "CanonicalLookup | None"]
 """A frame's intrinsics (3, 3) and its look-up (None without a face)."""
@@ -98,7 +102,14 @@ class FrameReader:
             if self.pool is not None:
                 frame = arriving.result()
             else:
-                frame = self.slots.load(arriving, *self.process.receive(index))
+                try:
+                    reply = self.process.receive(index)
+                except UserError as exc:
+                    if index > 0 or exc.code != "reader_stopped":
+                        raise
+                    self._read_in_thread_instead()
+                    continue
+                frame = self.slots.load(arriving, *reply)
                 if not self.pending:
                     self.process.finish()  # that was the last frame: it can exit while the tracker works on
             yield frame
@@ -114,6 +125,18 @@ class FrameReader:
             self.pending.clear()
         if self.slots is not None:
             self.slots.release()
+
+    def _read_in_thread_instead(self) -> None:
+        """The reader process never delivered a frame (a script without a ``__main__`` guard under
+        "spawn", no memory, a sandbox that forbids it): read in a thread instead."""
+        log.warning("the frame reader process did not start (its error, if any, is above); reading frames in a thread")
+        self.close()
+        self.process = self.slots = None
+        self.kind = "thread"
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-frames")
+        self.submitted = 0
+        for _ in range(min(PREFETCH + 1, self.capture.frame_count)):
+            self._submit()
 
     def _submit(self) -> None:
         index = self.submitted
@@ -154,7 +177,7 @@ class _ReaderProcess:
         except (EOFError, OSError) as exc:
             raise UserError(
                 f"the process that reads {self.capture.path} ahead of the tracker stopped before frame {index} was ready",
-                "It was most likely out of memory: close other programs and run the reconstruction again.",
+                "The runtime log (stderr) may say why; most often it ran out of memory: close other programs and run the reconstruction again.",
                 code="reader_stopped",
             ) from exc
         if failed:
@@ -208,11 +231,29 @@ def reader_kind(frame_count: int) -> str:
     methods = multiprocessing.get_all_start_methods()
     if cores < 2:
         return "thread"
-    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1 and frame_count >= FORK_MIN_FRAMES:
-        return "fork"
+    if frame_count >= FORK_MIN_FRAMES:
+        if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1:
+            return "fork"
+        if _forkserver_started:
+            return "forkserver"
     if frame_count >= LONG_CLIP_FRAMES:
         return "forkserver" if "forkserver" in methods else "spawn"
     return "thread"
+
+
+def start_forkserver() -> None:
+    """Start, in the background, the server that reader processes are forked from, with this
+    module loaded (where there is one: Linux and macOS). A long-running program with threads
+    (the runtime server) calls it once; its readers then start in milliseconds, like forked
+    ones, where they would otherwise start a fresh interpreter."""
+    global _forkserver_started
+    if "forkserver" in multiprocessing.get_all_start_methods() and not _forkserver_started:
+        multiprocessing.set_forkserver_preload([__name__])
+        forkserver.ensure_running()
+        _forkserver_started = True
+
+
+_forkserver_started = False
 
 
 class _Slots:
