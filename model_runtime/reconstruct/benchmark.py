@@ -110,7 +110,7 @@ def stage_costs(folder: Path, frames: int = 75) -> str:
     pose_rows = pose_rows[np.linspace(0, len(pose_rows) - 1, min(len(pose_rows), POSE_POINTS)).astype(int)]
     capture = CaptureFolder(folder)
     motion = _PixelMotion(mesh.vertex_count)
-    spent = dict.fromkeys(("read frame file", "index face pixels (fit sums, tree)", f"look up {mesh.vertex_count} vertices", "head pose"), 0.0)
+    spent = dict.fromkeys(("read frame file", "index face pixels (fit sums)", f"look up {mesh.vertex_count} vertices (tree included)", "head pose"), 0.0)
     names = list(spent)
     frames = min(frames, capture.frame_count)
     for index in range(frames):

@@ -4,13 +4,14 @@ Tracking (sequence.py) is serial: each frame's look-up starts where the previous
 every vertex. Reading a frame file and indexing its face pixels (`CanonicalLookup`) is not, and
 costs about as much as the look-up, so it runs ahead of the tracker:
 
-* In a reader process, where one starts cheaply (``fork``: Linux, and no other thread in this
-  process that a forked child could inherit a held lock from) or the clip is long enough to pay
-  for starting a fresh interpreter (`LONG_CLIP_FRAMES`). Each indexed frame comes back through
-  one of a few shared-memory slots the tracker owns and reuses: the reader pickles the frame
-  (protocol 5) and copies the pickle's array buffers into the slot, and the tracker loads the
-  arrays from the slot. A frame too big for its slot comes back through the pipe instead, and
-  the slots grow.
+* In a reader process where one starts in milliseconds: forked (Linux, and no other thread in
+  this process that could hold a lock the child needs), or from a fork server started earlier
+  (`start_forkserver`; the runtime server does), or, for clips long enough to pay for a fresh
+  interpreter (`LONG_CLIP_FRAMES`), spawned. Each indexed frame comes back through one of a few
+  shared-memory slots the tracker owns and reuses: the reader pickles the frame (protocol 5)
+  and copies the pickle's array buffers into the slot, and the tracker loads the arrays from
+  the slot. A frame too big for its slot comes back through the pipe instead, and the slots
+  grow. A reader that never delivers a frame gives way to a thread.
 * Otherwise in a thread. A thread overlaps little with the tracker: both sides are numpy calls
   on arrays of a few thousand values, each giving up the interpreter lock and then waiting to
   get it back (`make bench` measures the difference).

@@ -64,7 +64,8 @@ class _Solution:
 
 
 class CanonicalLookup:
-    """One frame's face pixels, indexed by canonical coordinate, with every pixel's plane fitted."""
+    """One frame's face pixels, indexed by canonical coordinate, with the sums every pixel's
+    plane fit needs. It is built in the reader (reading.py) and used in the tracker."""
 
     def __init__(self, maps: FrameMaps):
         # The window grid padded by one pixel and flattened, so the 3x3 neighbours of a pixel
@@ -84,7 +85,7 @@ class CanonicalLookup:
         even = np.zeros(self.shape, bool)  # the tree holds every other face pixel in x and y
         even[1 + maps.window[1] % 2 : -1 : 2, 1 + maps.window[0] % 2 : -1 : 2] = True
         self._sparse = np.flatnonzero(self.face & even.ravel())
-        self._tree = None  # built by the first `_nearest`, in the tracker's process
+        self._tree = None  # built on first use, by the tracker: its process has more time to spare
 
     def track(self, queries: np.ndarray, radius: float, guess: np.ndarray | None = None) -> FrameTrack:
         """Positions of the canonical coordinates `queries` (n, 3) in this frame; `guess` (n, 2)
