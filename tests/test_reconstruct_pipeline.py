@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from model_runtime.capture_folder import frame_path
 from model_runtime.errors import Cancelled, CaptureFolderError, UserError
-from model_runtime.reconstruct import ReconstructOptions, pipeline, reconstruct
+from model_runtime.reconstruct import ReconstructOptions, pipeline, reconstruct, store
 from model_runtime.reconstruct.synthetic import SyntheticClip, synthetic_template, write_capture
 from model_runtime.reconstruction_format import FRAME_FILLED, FRAME_HELD, FRAME_TRACKED, load_reconstruction
 
@@ -205,6 +205,14 @@ def test_small_blocks_give_the_same_result(captures, monkeypatch):
     blocked = run(captures["gappy"], density="low")
     np.testing.assert_allclose(blocked.vertices, whole.vertices, atol=1e-7)
     np.testing.assert_array_equal(blocked.vertex_filled, whole.vertex_filled)
+
+
+def test_a_track_store_on_disk_gives_the_same_result(captures, monkeypatch):
+    in_memory = run(captures["gappy"], density="low")
+    monkeypatch.setattr(store, "MEMORY_BYTES", 0)  # as for a clip of thousands of frames
+    on_disk = run(captures["gappy"], density="low")
+    np.testing.assert_array_equal(on_disk.vertices, in_memory.vertices)
+    np.testing.assert_array_equal(on_disk.vertex_filled, in_memory.vertex_filled)
 
 
 def test_cancelling_keeps_the_previous_reconstruction(captures):

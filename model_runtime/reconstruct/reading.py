@@ -299,8 +299,8 @@ def _keep_freed_memory() -> None:
     time on the first clip a process reconstructs. Elsewhere (no glibc) nothing changes."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 64 * 2**20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 256 * 2**20)
+        libc.mallopt(_M_MMAP_THRESHOLD, 16 * 2**20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 * 2**20)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)

@@ -5,24 +5,30 @@ vertex at every time). The store keeps positions and seen flags *block-major*: t
 cut into blocks, and each block's whole time series is one contiguous run of its file. Tracking
 appends a few frames to every block, completion reads and rewrites one block at a time, and the
 final pass reads a few frames from every block: plain reads and writes of contiguous runs, in
-memory bounded by a block or a run of frames, however long the clip.
+memory bounded by a block or a run of frames, however long the clip. A store of at most
+`MEMORY_BYTES` (a clip of a few hundred frames) keeps the same layout in memory instead.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
+MEMORY_BYTES = 64 * 2**20
+
 
 class TrackStore:
     """Positions (float32 xyz) and seen flags of `vertex_count` tracks over `frame_count` frames,
-    in blocks of `block_size` vertices; the scratch files live in `folder` until `close`."""
+    in blocks of `block_size` vertices; the scratch files live in `folder` until `close` (no
+    files for a store of at most `MEMORY_BYTES`)."""
 
     def __init__(self, folder: Path, frame_count: int, vertex_count: int, block_size: int):
         self.frame_count = frame_count
         self.blocks = [slice(start, min(start + block_size, vertex_count)) for start in range(0, vertex_count, block_size)]
-        self._positions = _BlockFile(Path(folder) / "positions.scratch", np.float32, (3,), frame_count)
-        self._seen = _BlockFile(Path(folder) / "seen.scratch", np.bool_, (), frame_count)
+        in_memory = frame_count * vertex_count * (3 * 4 + 1) <= MEMORY_BYTES
+        self._positions = _BlockFile(Path(folder) / "positions.scratch", np.float32, (3,), frame_count, in_memory)
+        self._seen = _BlockFile(Path(folder) / "seen.scratch", np.bool_, (), frame_count, in_memory)
 
     def close(self) -> None:
         self._positions.close()
@@ -50,10 +56,12 @@ class TrackStore:
 
 
 class _BlockFile:
-    """One block-major array: block after block, each holding (T, block width, *item_shape)."""
+    """One block-major array: block after block, each holding (T, block width, *item_shape), in
+    the file `path` or in memory."""
 
-    def __init__(self, path: Path, dtype, item_shape: tuple, frame_count: int):
-        self.handle = open(path, "w+b")
+    def __init__(self, path: Path, dtype, item_shape: tuple, frame_count: int, in_memory: bool = False):
+        self.path = None if in_memory else path
+        self.handle = io.BytesIO() if in_memory else open(path, "w+b")
         self.dtype = np.dtype(dtype)
         self.item_shape = item_shape
         self.entry_bytes = self.dtype.itemsize * int(np.prod(item_shape))
@@ -71,7 +79,8 @@ class _BlockFile:
 
     def close(self) -> None:
         self.handle.close()
-        Path(self.handle.name).unlink(missing_ok=True)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
     def _offset(self, block: slice, frame: int) -> int:
         """Byte offset of `frame` in `block`'s run (the blocks before it hold every frame)."""
