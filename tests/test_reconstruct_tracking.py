@@ -5,7 +5,7 @@ from scipy.spatial.transform import Rotation
 
 from model_runtime.reconstruct import ReconstructOptions
 from model_runtime.reconstruct.mesh import template_mesh
-from model_runtime.reconstruct.pose import fit_head_pose, fit_rigid, interpolate_poses
+from model_runtime.reconstruct.pose import fit_head_pose, fit_head_poses, fit_rigid, interpolate_poses
 from model_runtime.reconstruct.synthetic import SyntheticClip
 from model_runtime.reconstruct.tracking import CanonicalLookup
 
@@ -86,6 +86,21 @@ def test_head_pose_ignores_moving_points():
     assert np.abs(fitted[:3, :3] - pose[:3, :3]).max() < 3e-3
     assert np.abs(fitted[:3, 3] - pose[:3, 3]).max() < 3e-4
     assert fit_head_pose(canonical[:5], camera[:5], np.ones(5)) is None
+
+
+def test_poses_fitted_together_match_poses_fitted_one_by_one():
+    rng = np.random.default_rng(4)
+    canonical = rng.normal(0, 0.04, (200, 3))
+    cameras, weights = [], []
+    for moved in (0, 10, 40, 80):  # from a still face to a wide-open jaw: each frame drops its own outliers
+        pose = random_pose(rng)
+        camera = canonical @ pose[:3, :3].T + pose[:3, 3] + rng.normal(0, 2e-4, (200, 3))
+        camera[:moved] += [0.0, 0.012, 0.0]
+        cameras.append(camera)
+        weights.append(np.where(rng.uniform(size=200) < 0.1, 0.0, rng.uniform(0.2, 1, 200)))
+    together = fit_head_poses(canonical, np.stack(cameras), np.stack(weights))
+    for pose, camera, weight in zip(together, cameras, weights):
+        np.testing.assert_allclose(pose, fit_head_pose(canonical, camera, weight), atol=1e-12)
 
 
 def test_interpolated_poses_slerp_between_known_frames_and_hold_at_the_ends():

@@ -30,7 +30,7 @@ from ..template import load_template
 from .mesh import rigid_vertices, template_mesh
 from .options import ReconstructOptions
 from .pipeline import project, reconstruct
-from .sequence import POSE_POINTS, _head_pose, _PixelMotion
+from .sequence import POSE_POINTS, HeadPoses, _PixelMotion
 from .synthetic import SyntheticClip, write_capture
 from .tracking import CanonicalLookup
 
@@ -109,10 +109,11 @@ def stage_costs(folder: Path, frames: int = 75) -> str:
     pose_rows = np.flatnonzero(rigid_vertices(mesh, template))
     pose_rows = pose_rows[np.linspace(0, len(pose_rows) - 1, min(len(pose_rows), POSE_POINTS)).astype(int)]
     capture = CaptureFolder(folder)
+    frames = min(frames, capture.frame_count)
     motion = _PixelMotion(mesh.vertex_count)
+    poses = HeadPoses(mesh.canonical, pose_rows, np.zeros((frames, 4, 4)))
     spent = dict.fromkeys(("read frame file", "index face pixels (fit sums)", f"look up {mesh.vertex_count} vertices (tree included)", "head pose"), 0.0)
     names = list(spent)
-    frames = min(frames, capture.frame_count)
     for index in range(frames):
         clock = time.process_time()
         maps = capture.frame(index, optional=False)
@@ -125,8 +126,11 @@ def stage_costs(folder: Path, frames: int = 75) -> str:
         motion.update(track.pixels, track.seen)
         spent[names[2]] += time.process_time() - clock
         clock = time.process_time()
-        _head_pose(mesh.canonical, track, pose_rows, mesh.vertex_count)
+        poses.add(index, track.positions, track.confidence)
         spent[names[3]] += time.process_time() - clock
+    clock = time.process_time()
+    poses.flush()
+    spent[names[3]] += time.process_time() - clock
     sides = ["reader", "reader", "tracker", "tracker"]
     rows = [[name, side, f"{seconds / frames * 1e3:.2f}"] for (name, seconds), side in zip(spent.items(), sides)]
     for side in ("reader", "tracker"):

@@ -18,43 +18,60 @@ few millimetres by which a real face differs from the template."""
 
 def fit_rigid(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted least-squares rotation and translation (no scale) taking `source` to `target`
-    (Kabsch; the determinant correction keeps it a rotation)."""
-    weights = weights / weights.sum()
-    source_mean = weights @ source
-    target_mean = weights @ target
-    covariance = (target - target_mean).T @ ((source - source_mean) * weights[:, None])
+    (Kabsch; the determinant correction keeps it a rotation). Points are (..., P, 3) and weights
+    (..., P), with any leading (frame) dimensions; a point of weight 0 takes no part."""
+    weights = weights / weights.sum(axis=-1, keepdims=True)
+    source_mean = np.einsum("...p,...pi->...i", weights, source)
+    target_mean = np.einsum("...p,...pi->...i", weights, target)
+    source_centred = source - source_mean[..., None, :]
+    covariance = np.einsum("...pi,...pj->...ij", target - target_mean[..., None, :], source_centred * weights[..., None])
     u, _, vt = np.linalg.svd(covariance)
-    correction = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rotation = u @ correction @ vt
-    pose = np.eye(4)
-    pose[:3, :3] = rotation
-    pose[:3, 3] = target_mean - rotation @ source_mean
+    rotation = u @ vt
+    rotation = u @ (np.sign(np.linalg.det(rotation))[..., None, None] * _FLIP_LAST + _KEEP_FIRST_TWO) @ vt
+    pose = np.zeros(weights.shape[:-1] + (4, 4))
+    pose[..., :3, :3] = rotation
+    pose[..., :3, 3] = target_mean - np.einsum("...ij,...j->...i", rotation, source_mean)
+    pose[..., 3, 3] = 1.0
     return pose
+
+
+_KEEP_FIRST_TWO = np.diag([1.0, 1.0, 0.0])
+_FLIP_LAST = np.diag([0.0, 0.0, 1.0])
 
 
 def fit_head_pose(canonical: np.ndarray, positions: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
     """Robust rigid fit: refit `OUTLIER_ROUNDS` times without the points whose residual exceeds
     `OUTLIER_SIGMAS` robust standard deviations (and `OUTLIER_FLOOR`), so an open jaw, a blink or
     a bad pixel does not tilt the head. None when fewer than `MIN_POSE_POINTS` points are usable."""
-    usable = weights > 0
-    if usable.sum() < MIN_POSE_POINTS:
+    if (weights > 0).sum() < MIN_POSE_POINTS:
         return None
+    return fit_head_poses(canonical, positions[None], weights[None])[0]
+
+
+def fit_head_poses(canonical: np.ndarray, positions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """`fit_head_pose` for F frames at once (a few numpy calls for all of them instead of a
+    few dozen each): `canonical` (P, 3) or (F, P, 3), `positions` (F, P, 3), `weights` (F, P),
+    every frame with at least `MIN_POSE_POINTS` usable points. Returns (F, 4, 4)."""
+    usable = weights > 0
     inliers = usable
-    pose = fit_rigid(canonical[usable], positions[usable], weights[usable])
+    pose = fit_rigid(canonical, positions, weights)
     for _ in range(OUTLIER_ROUNDS):
-        residual = np.linalg.norm(apply(pose, canonical) - positions, axis=1)
-        sigma = 1.4826 * np.median(residual[usable])
-        refined = usable & (residual <= max(OUTLIER_SIGMAS * sigma, OUTLIER_FLOOR))
-        if refined.sum() < MIN_POSE_POINTS or np.array_equal(refined, inliers):
-            break  # too few left, or the same points again: refitting would change nothing
-        inliers = refined
-        pose = fit_rigid(canonical[inliers], positions[inliers], weights[inliers])
+        residual = np.linalg.norm(apply(pose, canonical) - positions, axis=-1)
+        sigma = 1.4826 * np.nanmedian(np.where(usable, residual, np.nan), axis=-1)
+        refined = usable & (residual <= np.maximum(OUTLIER_SIGMAS * sigma, OUTLIER_FLOOR)[:, None])
+        # A frame whose points did not change, or would be too few, keeps its pose.
+        changed = (refined.sum(axis=-1) >= MIN_POSE_POINTS) & (refined != inliers).any(axis=-1)
+        if not changed.any():
+            break
+        inliers = np.where(changed[:, None], refined, inliers)
+        source = canonical if canonical.ndim == 2 else canonical[changed]
+        pose[changed] = fit_rigid(source, positions[changed], np.where(inliers[changed], weights[changed], 0.0))
     return pose
 
 
 def apply(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """`points` (..., 3) mapped by one pose."""
-    return points @ pose[:3, :3].T + pose[:3, 3]
+    """`points` (..., P, 3) mapped by poses (..., 4, 4)."""
+    return np.einsum("...ij,...pj->...pi", pose[..., :3, :3], points) + pose[..., None, :3, 3]
 
 
 def interpolate_poses(poses: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from ..capture_folder import CaptureFolder
 from ..errors import Cancelled
 from ..reconstruction_format import VertexArrayWriter
-from .pose import fit_head_pose
+from .pose import MIN_POSE_POINTS, fit_head_pose, fit_head_poses
 from .reading import Frame
 from .store import TrackStore
 
@@ -68,35 +68,60 @@ def track_clip(
     pose_rows = np.flatnonzero(pose_vertices) if pose_vertices is not None else np.arange(vertex_count)
     pose_rows = pose_rows[np.linspace(0, len(pose_rows) - 1, min(len(pose_rows), POSE_POINTS)).astype(int)]
     rows = _FrameBuffer(store, writer, vertex_count)
+    poses = HeadPoses(queries[:vertex_count], pose_rows, clip.poses)
     motion = _PixelMotion(len(queries))
     for index, (intrinsics, lookup) in enumerate(frames):
         if should_cancel and should_cancel():
             raise Cancelled()
         clip.intrinsics[index] = intrinsics
         track = lookup.track(queries, radius, motion.guess()) if lookup is not None else None
-        pose = _head_pose(queries, track, pose_rows, vertex_count) if track is not None else None
-        if pose is None:
+        if track is None or not poses.add(index, track.positions[:vertex_count], track.confidence[:vertex_count]):
             motion.forget()
             rows.add(np.zeros((vertex_count, 3)), np.zeros(vertex_count), np.zeros(vertex_count, bool))
         else:
             motion.update(track.pixels, track.seen)
-            clip.poses[index], clip.tracked[index] = pose, True
+            clip.tracked[index] = True
             rows.add(track.positions[:vertex_count], track.confidence[:vertex_count], track.seen[:vertex_count])
             clip.extra_positions[index] = track.positions[vertex_count:]
             clip.extra_seen[index] = track.seen[vertex_count:]
         if progress:
             progress(index + 1, frame_count)
     rows.flush()
+    poses.flush()
     return clip
 
 
-def _head_pose(queries, track, pose_rows, vertex_count) -> np.ndarray | None:
-    """The pose from the chosen vertices, or from every seen vertex when too few of those are seen."""
-    weights = track.confidence  # zero where unseen
-    pose = fit_head_pose(queries[pose_rows], track.positions[pose_rows], weights[pose_rows])
-    if pose is None:
-        pose = fit_head_pose(queries[:vertex_count], track.positions[:vertex_count], weights[:vertex_count])
-    return pose
+class HeadPoses:
+    """Each tracked frame's head pose, fitted to the vertices `pose_rows` (or to every seen vertex
+    when too few of those are seen) into `poses` (T, 4, 4), `FLUSH_FRAMES` frames at a time: one
+    fit for all of them costs about what one frame's own would."""
+
+    def __init__(self, canonical: np.ndarray, pose_rows: np.ndarray, poses: np.ndarray):
+        self.canonical, self.pose_rows, self.poses = canonical, pose_rows, poses
+        self.frames: list[int] = []
+        self.positions = np.zeros((FLUSH_FRAMES, len(pose_rows), 3))
+        self.weights = np.zeros((FLUSH_FRAMES, len(pose_rows)))
+
+    def add(self, index: int, positions: np.ndarray, weights: np.ndarray) -> bool:
+        """Frame `index`'s vertex positions and weights (zero where unseen); False when too few
+        vertices are seen for a pose."""
+        if (weights[self.pose_rows] > 0).sum() < MIN_POSE_POINTS:
+            pose = fit_head_pose(self.canonical, positions, weights)
+            if pose is not None:
+                self.poses[index] = pose
+            return pose is not None
+        count = len(self.frames)
+        self.positions[count], self.weights[count] = positions[self.pose_rows], weights[self.pose_rows]
+        self.frames.append(index)
+        if count + 1 == FLUSH_FRAMES:
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        if self.frames:
+            count = len(self.frames)
+            self.poses[self.frames] = fit_head_poses(self.canonical[self.pose_rows], self.positions[:count], self.weights[:count])
+            self.frames = []
 
 
 class _FrameBuffer:
