@@ -12,10 +12,12 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import TextIO
 
 from . import __version__, protocol
 from .capture import CaptureOptions, run_capture
+from .capture_folder import CaptureFolder
 from .errors import Cancelled, UserError
 from .health import health_report
 
@@ -150,13 +152,21 @@ class Server:
         request_id = message.get("id")
         capture_dir = message.get("capture_dir") or message["output"]
         options = ReconstructOptions(**{k: message[k] for k in RECONSTRUCT_FIELDS if message.get(k) is not None})
-        self.events.send("started", request_id, stage="reconstruct", total=None, capture_dir=capture_dir)
+        self.events.send("started", request_id, stage="reconstruct", total=_frame_count(capture_dir), capture_dir=capture_dir)
         folder = reconstruct(
             capture_dir, options,
             progress=progress,
             should_cancel=self.cancel_requested.is_set,
         )
         self.events.send("finished", request_id, stage="reconstruct", summary={"reconstruction_dir": str(folder)})
+
+
+def _frame_count(capture_dir: str) -> int | None:
+    """The capture's frame count, or None when its manifest cannot tell (`reconstruct` says why)."""
+    try:
+        return CaptureFolder(Path(capture_dir)).frame_count
+    except (UserError, KeyError, TypeError, ValueError):
+        return None
 
 
 CAPTURE_FIELDS = ("frames", "focal", "backend", "device", "checkpoint", "backend_options", "overwrite")

@@ -7,11 +7,14 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 
 from conftest import REPO
 from model_runtime import protocol
 from model_runtime.capture_folder import CaptureFolder
+from model_runtime.reconstruct import ReconstructOptions, reconstruct
+from model_runtime.reconstruction_format import load_reconstruction
 
 
 class RuntimeProcess:
@@ -81,6 +84,23 @@ def test_capture_streams_started_progress_finished(runtime, grid_clip, tmp_path)
     assert progress and progress[-1]["done"] == progress[-1]["total"] == 12
     assert all(m["id"] == "c1" for m in seen[1:])
     assert finished["summary"]["frames_with_face"] == 12
+
+
+def test_capture_and_reconstruct_in_one_request(runtime, grid_clip, tmp_path):
+    output = tmp_path / "cap"
+    runtime.send("capture_reconstruct", "r1", input=str(grid_clip), output=str(output), frames="0:24", density="low")
+    started = []
+    while True:
+        message, seen = runtime.until("started", "finished", "error")
+        assert message["event"] != "error", message
+        if message["event"] == "started":
+            started.append(message)
+        elif message["stage"] == "reconstruct":
+            break
+    assert [(m["stage"], m["total"]) for m in started] == [("capture", None), ("reconstruct", 24)]
+    served = load_reconstruction(message["summary"]["reconstruction_dir"], memory_map=False)
+    here = load_reconstruction(reconstruct(output, ReconstructOptions(density="low"), reader="thread"), memory_map=False)
+    np.testing.assert_array_equal(served.vertices, here.vertices)  # the server's reader is a process
 
 
 def test_cancel_stops_within_a_frame_and_leaves_a_resumable_capture(runtime, grid_clip, tmp_path):
