@@ -29,6 +29,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import forkserver
@@ -48,6 +49,10 @@ FORK_MIN_FRAMES = 16
 """Shortest clip worth a forked reader (starting one takes a few milliseconds)."""
 LONG_CLIP_FRAMES = 300
 """Shortest clip worth a reader in a fresh interpreter (about half a second to start)."""
+SPARE_SECONDS = 3e-4
+"""A reader that waited this long for its next frame is ahead of the tracker, and takes on the
+frame's tree (otherwise the tracker builds it): the two sides stay about even whichever is faster
+on the footage at hand."""
 SLOT_BYTES = 4 * 2**20
 """First size of a shared-memory slot (a 360x288 clip's frames need about 1.5 MiB)."""
 _ALIGN = 64
@@ -209,9 +214,13 @@ def _serve(connection, capture_dir: Path, frame_size: tuple[int, int]) -> None:
     answer or the error out, until None."""
     _keep_freed_memory()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the tracker too, which reports it
-        while (task := connection.recv()) is not None:
+        while True:
+            waited = time.perf_counter()
+            if (task := connection.recv()) is None:
+                break
+            ahead = time.perf_counter() - waited > SPARE_SECONDS  # the tracker is the slower side
             try:
-                reply = (False, _index_into_slot(capture_dir, frame_size, *task))
+                reply = (False, _index_into_slot(capture_dir, frame_size, *task, with_tree=ahead))
             except Exception as exc:  # noqa: BLE001 - raised again in the tracker
                 reply = (True, _transferable(exc))
             connection.send(reply)
@@ -308,12 +317,15 @@ _attached: dict[int, SharedMemory] = {}
 """The reader process's view of the slots, by slot number."""
 
 
-def _index_into_slot(capture_dir: Path, frame_size, index: int, number: int, name: str, size: int):
-    """In the reader process: frame `index` indexed and pickled, its arrays copied into slot
-    `number`. Returns (pickle, [(offset, size)] of the arrays in the slot, bytes needed), or
-    (pickle with the arrays in it, None, bytes needed) when the slot is too small."""
+def _index_into_slot(capture_dir: Path, frame_size, index: int, number: int, name: str, size: int, with_tree: bool = False):
+    """In the reader process: frame `index` indexed (`with_tree`: its tree built too) and
+    pickled, its arrays copied into slot `number`. Returns (pickle, [(offset, size)] of the
+    arrays in the slot, bytes needed), or (pickle with the arrays in it, None, bytes needed) when
+    the slot is too small."""
     buffers: list[pickle.PickleBuffer] = []
     frame = indexed_frame(capture_dir, frame_size, index)
+    if with_tree and frame[1] is not None:
+        frame[1].build_tree()
     payload = pickle.dumps(frame, protocol=5, buffer_callback=buffers.append)
     layout, offset = [], 0
     for buffer in buffers:

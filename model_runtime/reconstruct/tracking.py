@@ -85,7 +85,7 @@ class CanonicalLookup:
         even = np.zeros(self.shape, bool)  # the tree holds every other face pixel in x and y
         even[1 + maps.window[1] % 2 : -1 : 2, 1 + maps.window[0] % 2 : -1 : 2] = True
         self._sparse = np.flatnonzero(self.face & even.ravel())
-        self._tree = None  # built on first use, by the tracker: its process has more time to spare
+        self._tree = None  # built by `build_tree`: in the reader when it has time to spare, else on first use
 
     def track(self, queries: np.ndarray, radius: float, guess: np.ndarray | None = None) -> FrameTrack:
         """Positions of the canonical coordinates `queries` (n, 3) in this frame; `guess` (n, 2)
@@ -133,12 +133,16 @@ class CanonicalLookup:
             pending = pending[move | ~(from_tree[pending] | good)]
         return FrameTrack(solved[:, :3], solved[:, 3:5], solved[:, 5], seen)
 
+    def build_tree(self) -> None:
+        """The cKDTree of every other face pixel in x and y, by canonical coordinate."""
+        if self._tree is None:
+            self._tree = cKDTree(self.canonical[self._sparse], leafsize=64, balanced_tree=False, compact_nodes=False, copy_data=False)
+
     def _nearest(self, queries: np.ndarray, radius: float) -> np.ndarray:
         """Anchors from the tree: the flat index of the face pixel canonically nearest each query
         (the tree holds every other pixel in x and y, so it is 4x cheaper to build, and the best
         pixel around its answer is taken), or -1 when none is within reach."""
-        if self._tree is None:
-            self._tree = cKDTree(self.canonical[self._sparse], leafsize=64, balanced_tree=False, compact_nodes=False, copy_data=False)
+        self.build_tree()
         _, nearest = self._tree.query(queries, k=1, distance_upper_bound=ANCHOR_REACH * radius)
         found = np.flatnonzero(nearest < len(self._sparse))
         anchor = np.full(len(queries), -1)
