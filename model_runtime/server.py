@@ -74,6 +74,9 @@ class Server:
         self.events = EventWriter(stdout)
         self.cancel_requested = threading.Event()
         self.job: threading.Thread | None = None
+        # Set before a job's last event: a request the client sends on hearing it is not refused
+        # as "busy" while the job's thread is still returning.
+        self.job_over = threading.Event()
 
     def serve(self) -> int:
         self.events.send("ready", None, version=__version__, protocol=protocol.PROTOCOL_VERSION)
@@ -99,13 +102,14 @@ class Server:
             self.cancel_requested.set()
         elif kind == "health":
             self.events.send("health", request_id, **health_report())
-        elif self.job is not None and self.job.is_alive():
+        elif self.job is not None and self.job.is_alive() and not self.job_over.is_set():
             self.events.send(
                 "error", request_id, code="busy", message="a job is already running",
                 hint="Wait for it to finish or cancel it first.",
             )
         else:
             self.cancel_requested.clear()
+            self.job_over.clear()
             self.job = threading.Thread(target=self.run_job, args=(message,), name=f"job-{kind}", daemon=True)
             self.job.start()
         return True
@@ -120,21 +124,27 @@ class Server:
         stages = [s for s in ("capture", "reconstruct") if message["type"] in (s, "capture_reconstruct")]
         progress = None
         try:
-            for stage in stages:
+            for number, stage in enumerate(stages, 1):
                 progress = ProgressReporter(self.events, request_id, stage)
-                getattr(self, stage)(message, progress)
+                summary = getattr(self, stage)(message, progress)
+                self._send_last("finished", request_id, number == len(stages), stage=stage, summary=summary)
         except Cancelled:
-            self.events.send("cancelled", request_id, stage=progress.stage, done=progress.done)
+            self._send_last("cancelled", request_id, stage=progress.stage, done=progress.done)
         except UserError as exc:
-            self.events.send("error", request_id, code=exc.code, message=exc.message, hint=exc.hint)
+            self._send_last("error", request_id, code=exc.code, message=exc.message, hint=exc.hint)
         except Exception as exc:  # noqa: BLE001 - the client must hear about every failure
             log.error("job %s failed:\n%s", message["type"], traceback.format_exc())
-            self.events.send(
+            self._send_last(
                 "error", request_id, code="internal", message=f"{type(exc).__name__}: {exc}",
                 hint="This is a bug in the runtime; the runtime log (stderr) has the details.",
             )
 
-    def capture(self, message: dict, progress: ProgressReporter) -> None:
+    def _send_last(self, kind: str, request_id: str | None, last: bool = True, **fields) -> None:
+        if last:
+            self.job_over.set()
+        self.events.send(kind, request_id, **fields)
+
+    def capture(self, message: dict, progress: ProgressReporter) -> dict:
         request_id = message.get("id")
         options = CaptureOptions(**{k: message[k] for k in CAPTURE_FIELDS if message.get(k) is not None})
         self.events.send("started", request_id, stage="capture", total=None, capture_dir=message["output"])
@@ -144,9 +154,9 @@ class Server:
             warn=lambda frame, code, text: self.events.send("warning", request_id, code=code, message=text, frame=frame),
             should_cancel=self.cancel_requested.is_set,
         )
-        self.events.send("finished", request_id, stage="capture", summary=vars(summary))
+        return vars(summary)
 
-    def reconstruct(self, message: dict, progress: ProgressReporter) -> None:
+    def reconstruct(self, message: dict, progress: ProgressReporter) -> dict:
         from .reconstruct import ReconstructOptions, reconstruct
 
         request_id = message.get("id")
@@ -158,7 +168,7 @@ class Server:
             progress=progress,
             should_cancel=self.cancel_requested.is_set,
         )
-        self.events.send("finished", request_id, stage="reconstruct", summary={"reconstruction_dir": str(folder)})
+        return {"reconstruction_dir": str(folder)}
 
 
 def _frame_count(capture_dir: str) -> int | None:

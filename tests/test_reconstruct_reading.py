@@ -38,6 +38,7 @@ def run(folder, reader, **kwargs):
 
 
 def segments() -> set[str]:
+    assert not reading._lingering  # every slot was closed, not only unlinked
     return set(os.listdir(SHARED_MEMORY)) if SHARED_MEMORY.is_dir() else set()
 
 
@@ -83,6 +84,7 @@ def test_a_slot_grows_after_a_frame_that_did_not_fit(capture, monkeypatch):
             np.testing.assert_array_equal(frame[0], direct[0])
             np.testing.assert_array_equal(frame[1].moments, direct[1].moments)
             np.testing.assert_array_equal(frame[1].track(queries, 0.002).positions, direct[1].track(queries, 0.002).positions)
+        del frame, through_slot  # its arrays are views of the slot
     finally:
         slots.release()
         for memory in reading._attached.values():

@@ -1,11 +1,13 @@
 """The runtime as a real subprocess: protocol messages, progress, cancel, shutdown; and the CLI."""
 from __future__ import annotations
 
+import io
 import json
 import queue
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -117,6 +119,7 @@ def test_cancel_stops_within_a_frame_and_leaves_a_resumable_capture(runtime, gri
     assert len(finished) - written_before_cancel <= 3
     runtime.send("capture", "c2", input=str(grid_clip), output=str(tmp_path / "cap"))
     resumed, _ = runtime.until("finished", "error")
+    assert resumed["event"] == "finished", resumed
     assert resumed["summary"]["computed"] == 75 - len(finished)
 
 
@@ -173,3 +176,28 @@ def test_cli_bad_input_is_one_message_not_a_traceback(tmp_path, make_input, expe
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert expected in result.stderr and "hint:" in result.stderr
+
+
+def test_a_job_request_sent_on_hearing_the_last_event_is_not_refused_as_busy(monkeypatch):
+    from model_runtime.server import Server
+
+    out = io.StringIO()
+    server = Server(io.StringIO(), out)
+    lingering = threading.Event()
+    send_last = server._send_last
+
+    def send_then_linger(*args, **fields):  # the job's thread is slow to return after its last event
+        send_last(*args, **fields)
+        lingering.wait(10)
+
+    monkeypatch.setattr(server, "capture", lambda message, progress: {"frames": 1})
+    monkeypatch.setattr(server, "_send_last", send_then_linger)
+    server.handle({"type": "capture", "id": "first"})
+    while '"finished"' not in out.getvalue():
+        time.sleep(0.01)
+    assert server.job.is_alive()
+    server.handle({"type": "capture", "id": "second"})
+    lingering.set()
+    server.job.join(10)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(event["event"], event["id"]) for event in events] == [("finished", "first"), ("finished", "second")]

@@ -106,7 +106,7 @@ class FrameReader:
         while self.pending:
             index, arriving = self.pending.popleft()
             if self.pool is not None:
-                frame = arriving.result()
+                yield arriving.result()
             else:
                 try:
                     reply = self.process.receive(index)
@@ -115,10 +115,9 @@ class FrameReader:
                         raise
                     self._read_in_thread_instead()
                     continue
-                frame = self.slots.load(arriving, *reply)
                 if not self.pending:
                     self.process.finish()  # that was the last frame: it can exit while the tracker works on
-            yield frame
+                yield self.slots.load(arriving, *reply)  # not kept here: its arrays are views of the slot
             # Resumed: the tracker is done with that frame, so its slot takes the next one.
             if self.submitted < self.capture.frame_count:
                 self._submit()
@@ -270,6 +269,7 @@ class _Slots:
     """The shared-memory slots, one per frame in flight, recycled in turn."""
 
     def __init__(self, count: int):
+        _close_lingering()
         self.count = count
         self.needed = SLOT_BYTES
         self.memory = [SharedMemory(create=True, size=SLOT_BYTES) for _ in range(count)]
@@ -287,18 +287,29 @@ class _Slots:
         if layout is None:
             self.needed = max(self.needed, needed + needed // 4)
             return pickle.loads(payload)
-        # Copies (a fraction of a millisecond): the slot takes another frame while the tracker
-        # may still hold this one's arrays.
-        return pickle.loads(payload, buffers=[bytearray(slot.buf[start : start + size]) for start, size in layout])
+        # The arrays are views of the slot, which takes the next frame only once the tracker has
+        # asked for the frame after this one (copying them would cost the tracker a tenth).
+        return pickle.loads(payload, buffers=[slot.buf[start : start + size] for start, size in layout])
 
     def release(self) -> None:
         for memory in self.memory:
             self._drop(memory)
+        _close_lingering()
 
     @staticmethod
     def _drop(memory: SharedMemory) -> None:
-        memory.close()
         memory.unlink()
+        try:
+            memory.close()
+        except BufferError:  # the tracker still holds arrays on it: close it later
+            _lingering.append(memory)
+
+
+def _close_lingering() -> None:
+    for memory in list(_lingering):
+        with contextlib.suppress(BufferError):
+            memory.close()
+            _lingering.remove(memory)
 
 
 def _keep_freed_memory() -> None:
@@ -313,6 +324,8 @@ def _keep_freed_memory() -> None:
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+_lingering: list[SharedMemory] = []
+"""Slots unlinked but not yet closed, because arrays on them were still alive."""
 _attached: dict[int, SharedMemory] = {}
 """The reader process's view of the slots, by slot number."""
 

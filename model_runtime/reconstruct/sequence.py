@@ -70,22 +70,25 @@ def track_clip(
     rows = _FrameBuffer(store, writer, vertex_count)
     poses = HeadPoses(queries[:vertex_count], pose_rows, clip.poses)
     motion = _PixelMotion(len(queries))
-    for index, (intrinsics, lookup) in enumerate(frames):
-        if should_cancel and should_cancel():
-            raise Cancelled()
-        clip.intrinsics[index] = intrinsics
-        track = lookup.track(queries, radius, motion.guess()) if lookup is not None else None
-        if track is None or not poses.add(index, track.positions[:vertex_count], track.confidence[:vertex_count]):
-            motion.forget()
-            rows.add(np.zeros((vertex_count, 3)), np.zeros(vertex_count), np.zeros(vertex_count, bool))
-        else:
-            motion.update(track.pixels, track.seen)
-            clip.tracked[index] = True
-            rows.add(track.positions[:vertex_count], track.confidence[:vertex_count], track.seen[:vertex_count])
-            clip.extra_positions[index] = track.positions[vertex_count:]
-            clip.extra_seen[index] = track.seen[vertex_count:]
-        if progress:
-            progress(index + 1, frame_count)
+    try:
+        for index, (intrinsics, lookup) in enumerate(frames):
+            if should_cancel and should_cancel():
+                raise Cancelled()
+            clip.intrinsics[index] = intrinsics
+            track = lookup.track(queries, radius, motion.guess()) if lookup is not None else None
+            if track is None or not poses.add(index, track.positions[:vertex_count], track.confidence[:vertex_count]):
+                motion.forget()
+                rows.add(np.zeros((vertex_count, 3)), np.zeros(vertex_count), np.zeros(vertex_count, bool))
+            else:
+                motion.update(track.pixels, track.seen)
+                clip.tracked[index] = True
+                rows.add(track.positions[:vertex_count], track.confidence[:vertex_count], track.seen[:vertex_count])
+                clip.extra_positions[index] = track.positions[vertex_count:]
+                clip.extra_seen[index] = track.seen[vertex_count:]
+            if progress:
+                progress(index + 1, frame_count)
+    finally:
+        intrinsics = lookup = None  # may be views of the reader's shared memory, which closes after this
     rows.flush()
     poses.flush()
     return clip
