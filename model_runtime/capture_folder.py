@@ -134,7 +134,7 @@ def read_frame(capture_dir: Path, index: int, frame_size: tuple[int, int], optio
     mask = stored["mask"]
     depth = np.where(mask, stored["depth_offset"].astype(np.float32) + stored["depth_reference"], 0)
     return FrameMaps(
-        depth=depth.astype(np.float32),
+        depth=depth.astype(np.float32, copy=False),
         canonical=stored["canonical"].astype(np.float32),
         depth_confidence=stored["depth_confidence"].astype(np.float32),
         canonical_confidence=stored["canonical_confidence"].astype(np.float32),

@@ -144,7 +144,7 @@ def _complete_tracks(store: TrackStore, poses, canonical, fps, filter_name, shou
             raise Cancelled()
         positions, seen = store.read_block(block)
         ever_seen[block] = seen.any(axis=0)
-        filled = _fill(positions.copy(), seen, poses, canonical[block])
+        filled = _fill(positions, seen, poses, canonical[block])
         store.write_block(block, smooth_series(filled, fps, filter_name))
     return ever_seen
 

@@ -69,13 +69,14 @@ class _BlockFile:
 
     def write(self, block: slice, frame: int, values: np.ndarray) -> None:
         self.handle.seek(self._offset(block, frame))
-        self.handle.write(np.ascontiguousarray(values, self.dtype).tobytes())
+        self.handle.write(memoryview(np.ascontiguousarray(values, self.dtype)).cast("B"))
 
     def read(self, block: slice, start: int, stop: int) -> np.ndarray:
+        """A new (writable) array of frames `start` to `stop` of `block`."""
         self.handle.seek(self._offset(block, start))
-        width = block.stop - block.start
-        data = self.handle.read((stop - start) * width * self.entry_bytes)
-        return np.frombuffer(data, self.dtype).reshape((stop - start, width) + self.item_shape)
+        values = np.empty((stop - start, block.stop - block.start) + self.item_shape, self.dtype)
+        self.handle.readinto(memoryview(values).cast("B"))
+        return values
 
     def close(self) -> None:
         self.handle.close()

@@ -218,7 +218,7 @@ def _weighted_channels(maps: FrameMaps, reference: tuple[int, int]) -> np.ndarra
     on the padded grid, relative to the values of the face pixel `reference` (row, column): the
     fit runs in float32 (half the memory traffic of float64), and coordinates relative to a face
     pixel keep its rounding near 1e-8 m. The weight is the pixel's confidence, zero off the face."""
-    weight = np.where(maps.mask, maps.depth_confidence * maps.canonical_confidence, 0).astype(np.float32)
+    weight = np.where(maps.mask, maps.depth_confidence * maps.canonical_confidence, 0).astype(np.float32, copy=False)
     channels = np.zeros((5, maps.mask.shape[0] + 2, maps.mask.shape[1] + 2), np.float32)
     inside = channels[:, 1:-1, 1:-1]
     for axis in range(3):
