@@ -39,7 +39,7 @@ from .mesh import Mesh, dense_mesh, rigid_vertices, template_mesh
 from .options import ReconstructOptions
 from .points import PointSet, resolve_points
 from .pose import interpolate_poses
-from .reading import FrameReader
+from .reading import FrameReader, keep_freed_memory
 from .sequence import TrackedClip, track_clip
 from .store import TrackStore
 from .smoothing import smooth_poses, smooth_series, window_frames
@@ -70,12 +70,14 @@ def reconstruct(
     `progress(done, total)` is called per frame; `should_cancel()` is polled per frame and per
     block, and a True answer raises `Cancelled` (the previous reconstruction stays). `reader`
     forces how frames are read ahead of the tracker (`reading.FrameReader`); the result is the
-    same whichever reads them.
+    same whichever reads them. It leaves glibc keeping freed memory for reuse in this process
+    (`reading.keep_freed_memory`).
     """
     options = options or ReconstructOptions()
     capture = CaptureFolder(Path(capture_dir))
     _check_complete(capture)
     template = _template_for(capture, options, template)
+    keep_freed_memory()
     with FrameReader(capture, reader) as frames:  # reads ahead while the mesh and points are made
         reference_frame = None
         if options.mesh == "template":

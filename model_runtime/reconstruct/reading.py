@@ -211,7 +211,7 @@ class _ReaderProcess:
 def _serve(connection, capture_dir: Path, frame_size: tuple[int, int]) -> None:
     """The reader process: (index, slot number, slot name, slot size) in, `_index_into_slot`'s
     answer or the error out, until None."""
-    _keep_freed_memory()
+    keep_freed_memory()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the tracker too, which reports it
         while True:
             waited = time.perf_counter()
@@ -312,11 +312,12 @@ def _close_lingering() -> None:
             _lingering.remove(memory)
 
 
-def _keep_freed_memory() -> None:
-    """In the reader process: have glibc keep freed memory for the next frame. By default it
-    hands blocks over 128 KiB, and free memory at the top of its heap, straight back to the
-    system, and every frame's work arrays were faulted in afresh: about a fifth of the reader's
-    time on the first clip a process reconstructs. Elsewhere (no glibc) nothing changes."""
+def keep_freed_memory() -> None:
+    """Have glibc keep freed memory (up to 64 MiB) for reuse in this process: the reader and the
+    tracker allocate the same arrays again every frame. By default glibc hands blocks over
+    128 KiB, and free memory at the top of its heap, straight back to the system, and every
+    frame's arrays were faulted in afresh: a fifth of the reader's time and a few percent of the
+    tracker's on the first clip a process reconstructs. Elsewhere (no glibc) nothing changes."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, 16 * 2**20)
