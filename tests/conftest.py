@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,10 +15,22 @@ SAMPLE = REPO / "cache" / "sample"
 @pytest.fixture
 def grid_clip() -> Path:
     """A real 75-frame talking-head clip from ../shared (360x288, 25 fps)."""
+    return grid_clip_path()
+
+
+def grid_clip_path() -> Path:
     path = GRID / "bbaf2n.mpg"
     if not path.is_file():
         pytest.skip(f"needs the GRID clips of ../shared ({GRID} is absent)")
     return path
+
+
+def first_grid_frames(count: int) -> list[np.ndarray]:
+    """The first `count` frames of the GRID clip, RGB."""
+    import av
+
+    with av.open(str(grid_clip_path())) as container:
+        return [frame.to_ndarray(format="rgb24") for _, frame in zip(range(count), container.decode(video=0))]
 
 
 def sample_file(name: str) -> Path:

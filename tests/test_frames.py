@@ -12,14 +12,14 @@ import av
 import numpy as np
 import pytest
 
+from conftest import GRID
 from model_runtime.errors import InputError
 from model_runtime.frames import open_source, parse_frame_range, read_image
 
 import cv2  # after model_runtime.frames, which switches on OpenCV's EXR codec
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-GRID_CLIPS = sorted((SHARED / "media" / "grid").glob("*.mpg"))
-needs_grid = pytest.mark.skipif(not GRID_CLIPS, reason=f"GRID clips not found in {SHARED / 'media' / 'grid'}")
+GRID_CLIPS = sorted(GRID.glob("*.mpg"))
+needs_grid = pytest.mark.skipif(not GRID_CLIPS, reason=f"GRID clips not found in {GRID}")
 
 WIDTH, HEIGHT = 64, 48
 BITS = 7  # frame numbers up to 127 are drawn into the picture

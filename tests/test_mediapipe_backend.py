@@ -11,6 +11,7 @@ import pytest
 from mediapipe.framework.formats import landmark_pb2
 from scipy import ndimage
 
+from conftest import first_grid_frames
 from model_runtime.backends import available_backends, create_backend
 from model_runtime.backends.mediapipe_dense import (
     MediaPipeDenseBackend,
@@ -24,24 +25,12 @@ from model_runtime.intrinsics import intrinsics_for
 from model_runtime.raster import mesh_window, rasterize
 from model_runtime.template import load_template
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-GRID_CLIP = SHARED / "media" / "grid" / "bbaf2n.mpg"
 FRAMES = 25
 
 
 @pytest.fixture(scope="module")
 def grid_frames() -> list[np.ndarray]:
-    if not GRID_CLIP.is_file():
-        pytest.skip(f"needs the GRID clip {GRID_CLIP} (../shared beside the checkout)")
-    import av
-
-    with av.open(str(GRID_CLIP)) as container:
-        frames = []
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == FRAMES:
-                return frames
-    return frames
+    return first_grid_frames(FRAMES)
 
 
 @pytest.fixture(scope="module")

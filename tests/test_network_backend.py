@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import first_grid_frames
 from model_runtime.backends.faceanything import (
     FaceAnythingBackend,
     FramePrediction,
@@ -24,8 +25,6 @@ from model_runtime.network.canonical_alignment import RELEASE_SPACE_ID
 from model_runtime.network.model import build_network
 from model_runtime.network.rays import rays_for_camera
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-GRID_CLIP = SHARED / "media" / "grid" / "bbaf2n.mpg"
 FRAME_SIZE = (96, 72)  # width, height
 
 
@@ -222,15 +221,6 @@ def test_bad_settings_and_frames_get_clear_errors(checkpoint, tmp_path, clip):
         list(predictor.predict_frames(iter(clip[:1]), np.eye(2)))
 
 
-def grid_frames(count: int) -> list[np.ndarray]:
-    if not GRID_CLIP.is_file():
-        pytest.skip(f"needs the GRID clips of ../shared ({GRID_CLIP} is missing)")
-    import av
-
-    with av.open(str(GRID_CLIP)) as container:
-        return [frame.to_ndarray(format="rgb24") for _, frame in zip(range(count), container.decode(video=0))]
-
-
 def mediapipe_landmarks(image: np.ndarray, intrinsics: np.ndarray):
     """The 478 MediaPipe landmarks in pixels (the real Face Mesh), all counted as visible."""
     import mediapipe as mp
@@ -245,7 +235,7 @@ def mediapipe_landmarks(image: np.ndarray, intrinsics: np.ndarray):
 
 
 def test_template_alignment_is_fitted_once_then_cached(checkpoint, tmp_path):
-    frames = grid_frames(2)
+    frames = first_grid_frames(2)
     predictor = backend(
         checkpoint, tmp_path, window=2, overlap=0, align_to_template=True, landmark_detector=mediapipe_landmarks
     )
@@ -273,7 +263,7 @@ def test_template_alignment_is_fitted_once_then_cached(checkpoint, tmp_path):
     reason="needs the MediaPipe backend (model_runtime/backends/mediapipe_dense.py)",
 )
 def test_alignment_uses_the_mediapipe_backend_by_default(checkpoint, tmp_path):
-    frames = grid_frames(2)
+    frames = first_grid_frames(2)
     predictor = backend(checkpoint, tmp_path, window=2, overlap=0, align_to_template=True)
     assert len(list(predictor.predict_frames(iter(frames), None))) == 2
     assert predictor.alignment is not None and predictor.alignment.summary()["pairs"] >= 30

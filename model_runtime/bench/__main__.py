@@ -15,9 +15,9 @@ import time
 import traceback
 from pathlib import Path
 
+from .paths import REPO
 from .report import Report
 
-REPO = Path(__file__).resolve().parents[2]
 PARTS = ("speed", "smoothing", "network", "accuracy")
 
 

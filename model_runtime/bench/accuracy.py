@@ -43,12 +43,10 @@ from ..reconstruction_format import load_reconstruction, reconstruction_dir
 from ..template import load_template
 from . import metrics
 from .groundtruth import RenderedSequence, project, visible_points
+from .paths import CACHE, GRID_DIR, REPO
 from .sequences import SUITE, SURFACE_FACE, make_sequence
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / "bench" / "cache"
 BLENDER_PYTHON = REPO / ".venv-blender" / "bin" / "python"
-GRID_DIR = REPO.parent / "shared" / "media" / "grid"
 FACEANYTHING_ENV = "FACEANYTHING_CHECKPOINT"
 BASELINE = "MediaPipe landmarks"
 SEED_MARGIN_PX = 3

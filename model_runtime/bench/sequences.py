@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .paths import SHARED
 
 SPEC_VERSION = 1
-ICT_MODEL_PATH = Path(__file__).resolve().parents[3] / "shared" / "assets" / "ict_face_model" / "ict_face_model.npz"
+ICT_MODEL_PATH = SHARED / "assets" / "ict_face_model" / "ict_face_model.npz"
 STYLES = ("talk", "turn", "fast", "occlusion")
 # The benchmark suite: (style, seed) pairs, one clip each.
 SUITE = (("talk", 11), ("turn", 12), ("fast", 13), ("occlusion", 14))

@@ -19,9 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-GRID_DIR = REPO.parent / "shared" / "media" / "grid"
-CACHE = REPO / "bench" / "cache"
+from .paths import CACHE, GRID_DIR, REPO
+
 LONG_CLIP_FRAMES = 3000
 RUNS = 3
 """Reconstruction runs per figure (the median is reported)."""

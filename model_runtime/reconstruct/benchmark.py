@@ -24,6 +24,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import savgol_filter
 
+from ..bench.paths import GRID_DIR
 from ..bench.report import markdown_table
 from ..capture_folder import CaptureFolder
 from ..template import load_template
@@ -34,7 +35,6 @@ from .sequence import POSE_POINTS, HeadPoses, _PixelMotion
 from .synthetic import SyntheticClip, write_capture
 from .tracking import CanonicalLookup
 
-GRID_DIR = Path(__file__).resolve().parents[3] / "shared" / "media" / "grid"
 FPS = 25.0
 FAST = SyntheticClip(frame_count=60, yaw=30.0, pitch=10.0, shift=0.03, jaw_drop=0.015, period=25.0)
 """Peak speeds: head turn 150 deg/s, jaw 15 mm in 0.24 s."""

@@ -343,8 +343,9 @@ def _index_into_slot(capture_dir: Path, frame_size, index: int, number: int, nam
     payload = pickle.dumps(frame, protocol=5, buffer_callback=buffers.append)
     layout, offset = [], 0
     for buffer in buffers:
-        layout.append((offset, buffer.raw().nbytes))
-        offset += -(-buffer.raw().nbytes // _ALIGN) * _ALIGN
+        nbytes = buffer.raw().nbytes
+        layout.append((offset, nbytes))
+        offset += -(-nbytes // _ALIGN) * _ALIGN
     if offset > size:
         return pickle.dumps(frame, protocol=5), None, offset
     memory = _attached.get(number)

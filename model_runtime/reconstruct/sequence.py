@@ -101,6 +101,7 @@ class HeadPoses:
 
     def __init__(self, canonical: np.ndarray, pose_rows: np.ndarray, poses: np.ndarray):
         self.canonical, self.pose_rows, self.poses = canonical, pose_rows, poses
+        self.pose_canonical = canonical[pose_rows]
         self.frames: list[int] = []
         self.positions = np.zeros((FLUSH_FRAMES, len(pose_rows), 3))
         self.weights = np.zeros((FLUSH_FRAMES, len(pose_rows)))
@@ -123,7 +124,7 @@ class HeadPoses:
     def flush(self) -> None:
         if self.frames:
             count = len(self.frames)
-            self.poses[self.frames] = fit_head_poses(self.canonical[self.pose_rows], self.positions[:count], self.weights[:count])
+            self.poses[self.frames] = fit_head_poses(self.pose_canonical, self.positions[:count], self.weights[:count])
             self.frames = []
 
 
