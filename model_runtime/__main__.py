@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
+from . import option_schema
 from .errors import Cancelled, UserError
+from .option_schema import CAPTURE, RECONSTRUCT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,30 +35,31 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     capture = commands.add_parser("capture", help="footage -> capture folder of per-frame maps")
-    capture.add_argument("input", help="a video file, a folder of images, or one image")
+    capture.add_argument("input", help="a video file, a folder of images (a sequence), or one image")
     capture.add_argument("-o", "--output", required=True, help="capture folder to write (resumed if it exists)")
-    add_capture_arguments(capture)
+    option_schema.add_arguments(capture, CAPTURE)
     capture.add_argument("--reconstruct", action="store_true", help="reconstruct right after capturing")
-    add_reconstruct_arguments(capture)
+    option_schema.add_arguments(capture, RECONSTRUCT)
     capture.set_defaults(run=run_capture_command)
 
     reconstruct = commands.add_parser("reconstruct", help="capture folder -> animated mesh, points, head pose")
     reconstruct.add_argument("capture_dir")
-    add_reconstruct_arguments(reconstruct)
+    option_schema.add_arguments(reconstruct, RECONSTRUCT)
     reconstruct.set_defaults(run=run_reconstruct_command)
 
     export = commands.add_parser("export", help="reconstruction -> CSV point tracks or a mesh file")
     export.add_argument("capture_dir")
-    export.add_argument("--tracks-csv", type=Path, help="2D point tracks: frame, name, x, y, visible")
+    export.add_argument("--tracks-csv", type=Path, help="2D point tracks: frame (footage frame number), name, x, y, visible")
     export.add_argument("--mesh", type=Path, help="the mesh at --frame as .obj or .ply")
-    export.add_argument("--frame", type=int, default=0, help="capture frame for --mesh (default 0)")
+    export.add_argument("--frame", type=int, help="footage frame number for --mesh (default: the first captured frame)")
     export.set_defaults(run=run_export_command)
 
     convert = commands.add_parser("convert", help="Face Anything checkpoint.pt -> safetensors (once)")
     convert.add_argument("checkpoint", help="the released checkpoint.pt (or a .safetensors to re-convert)")
     convert.add_argument("output", help="the .safetensors to write")
     convert.add_argument("--size", choices=("small", "base", "large", "giant"), help="default: the weights' own size")
-    convert.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"))
+    convert.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"),
+                         help="the stored weights' type (default: float16)")
     convert.set_defaults(run=run_convert_command)
 
     serve = commands.add_parser("serve", help="newline-delimited JSON on stdin/stdout (see protocol.py)")
@@ -65,39 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser("health", help="versions, backends and devices as JSON")
     health.set_defaults(run=run_health_command)
     return parser
-
-
-def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", help="frame range A:B or A:B:STEP (B exclusive)")
-    parser.add_argument("--focal", help="focal length: 35mm, 35mm/23.5 (sensor width mm) or 1200px; default: 50 deg field of view")
-    parser.add_argument("--backend", default="mediapipe", help="mediapipe (default, CPU) or faceanything (network)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--checkpoint", help="Face Anything weights (.pt or converted .safetensors)")
-    parser.add_argument(
-        "--backend-option", action="append", default=[], metavar="KEY=VALUE", type=backend_option,
-        help="a further backend setting (JSON value), e.g. window=16, overlap=4, resolution=336, mode=\"single\"",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace a capture made with other settings")
-
-
-def backend_option(text: str) -> tuple[str, object]:
-    key, separator, value = text.partition("=")
-    if not separator or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value  # a bare word is a string
-
-
-def add_reconstruct_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mesh", default="template", choices=("template", "dense"))
-    parser.add_argument("--density", choices=("low", "medium", "high"), help="default: high for template, medium for dense")
-    parser.add_argument("--smooth", default="on", help="temporal smoothing: on or off")
-    parser.add_argument(
-        "--points", nargs="*", default=[],
-        help="extra points: canonical X,Y,Z (metres) or pixel:FRAME:X:Y picked on a frame",
-    )
 
 
 def progress_bar(label: str):
@@ -120,10 +90,7 @@ def progress_bar(label: str):
 def run_capture_command(args: argparse.Namespace) -> int:
     from .capture import CaptureOptions, run_capture
 
-    options = CaptureOptions(
-        frames=args.frames, focal=args.focal, backend=args.backend, device=args.device,
-        checkpoint=args.checkpoint, backend_options=dict(args.backend_option), overwrite=args.overwrite,
-    )
+    options = CaptureOptions(**option_schema.values_from_arguments(args, CAPTURE))
     warnings: list[str] = []
     summary = run_capture(
         args.input, args.output, options, progress=progress_bar("capture"),
@@ -141,9 +108,9 @@ def run_capture_command(args: argparse.Namespace) -> int:
 
 
 def run_reconstruct_command(args: argparse.Namespace) -> int:
-    from .reconstruct import ReconstructOptions, parse_points, reconstruct
+    from .reconstruct import ReconstructOptions, reconstruct
 
-    options = ReconstructOptions(mesh=args.mesh, density=args.density, smooth=args.smooth, points=parse_points(args.points))
+    options = ReconstructOptions(**option_schema.values_from_arguments(args, RECONSTRUCT))
     folder = reconstruct(args.capture_dir, options, progress=progress_bar("reconstruct"))
     print(f"reconstruction -> {folder}")
     return 0
@@ -159,7 +126,7 @@ def run_export_command(args: argparse.Namespace) -> int:
         print(f"tracks -> {args.tracks_csv}")
     if args.mesh:
         export_mesh(args.capture_dir, args.mesh, frame=args.frame)
-        print(f"mesh (frame {args.frame}) -> {args.mesh}")
+        print(f"mesh ({'the first frame' if args.frame is None else f'frame {args.frame}'}) -> {args.mesh}")
     return 0
 
 

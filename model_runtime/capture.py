@@ -7,13 +7,11 @@ folder that holds a capture of other footage or other settings is refused.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -21,28 +19,23 @@ import numpy as np
 
 from . import __version__
 from .backends import create_backend
-from .capture_folder import FORMAT, FORMAT_VERSION, FRAMES_DIR, MANIFEST_NAME, CaptureFolder, write_frame, write_json_atomic
+from .capture_folder import (
+    FORMAT, FORMAT_VERSION, FRAMES_DIR, MANIFEST_NAME, CaptureFolder, frames_record, write_frame, write_json_atomic,
+)
 from .contract import FrameMaps
 from .errors import Cancelled, CaptureFolderError, InputError
-from .frames import Frame, FrameSource, open_source, parse_frame_range
-from .intrinsics import intrinsics_for, parse_focal
+from .frame_numbers import describe_range, select_frames
+from .frames import Frame, FrameSource, open_source
+from .intrinsics import intrinsics_for
+from .option_schema import CAPTURE, options_class, parse_focal, parse_frames, settings_key
 
 ProgressCallback = Callable[[int, int], None]
 WarningCallback = Callable[[int, str, str], None]
 
 
-@dataclass
-class CaptureOptions:
-    """Everything that changes the maps (all of it goes into the settings hash but `overwrite`)."""
-
-    frames: str | None = None
-    focal: str | None = None
-    backend: str = "mediapipe"
-    device: str = "auto"
-    checkpoint: str | None = None
-    backend_options: dict = field(default_factory=dict)
-    """Further keyword arguments of the backend, e.g. the network's window, overlap, resolution, mode."""
-    overwrite: bool = False
+class CaptureOptions(options_class(CAPTURE, "CaptureOptions")):
+    """The capture options of `option_schema.py`, validated when made. All but `overwrite` change
+    the maps and go into the settings hash."""
 
 
 @dataclass
@@ -73,8 +66,7 @@ def run_capture(
     options = options or CaptureOptions()
     output_dir = Path(output_dir)
     with open_source(input_path) as source:
-        start, stop, step = _frame_range(source, options.frames)
-        indices = list(range(start, stop, step))
+        indices = _selected_indices(source, options.frames)
         intrinsics = _intrinsics(source, options)
         manifest = _manifest(source, options, indices, intrinsics)
         _prepare_folder(output_dir, manifest, options.overwrite)
@@ -102,16 +94,18 @@ def count_frames_with_face(folder: CaptureFolder) -> int:
     return count
 
 
-def _frame_range(source: FrameSource, text: str | None) -> tuple[int, int, int]:
-    total = source.info.frame_count
-    start, stop, step = parse_frame_range(text) if text else (0, None, 1)
-    stop = total if stop is None else stop
-    if not 0 <= start < total or stop > total or stop <= start:
+def _selected_indices(source: FrameSource, text: str | None) -> list[int]:
+    """Source indices of the frames `--frames` names (footage frame numbers, both ends included)."""
+    numbers = list(source.info.frame_numbers)
+    first, last, step = parse_frames(text) if text else (None, None, 1)
+    indices = select_frames(numbers, first, last, step)
+    if not indices:
         raise InputError(
-            f"frame range {text!r} is outside {source.info.path}, which has frames 0 to {total - 1}",
-            f"Give a range within 0:{total}, for example --frames 0:{total}.",
+            f"frame range {text!r} names no frame of {source.info.path}, whose frames are numbered "
+            f"{describe_range(numbers)}",
+            f"Give a range within them, for example --frames {numbers[0]}:{numbers[-1]}.",
         )
-    return start, stop, step
+    return indices
 
 
 def _intrinsics(source: FrameSource, options: CaptureOptions) -> np.ndarray | None:
@@ -123,17 +117,19 @@ def _intrinsics(source: FrameSource, options: CaptureOptions) -> np.ndarray | No
     return intrinsics_for(info.width, info.height, **focal)
 
 
-def _settings(options: CaptureOptions, indices: list[int]) -> dict:
+def _settings(options: CaptureOptions, numbers: list[int]) -> dict:
+    """The settings that identify the capture, with the frame range as the footage numbers it resolved to."""
     settings = {key: value for key, value in asdict(options).items() if key != "overwrite"}
-    settings["frames"] = [indices[0], indices[-1] + 1, indices[1] - indices[0] if len(indices) > 1 else 1]
+    record = frames_record(numbers, [], [])
+    settings["frames"] = [record["first"], record["last"], record["step"]]
     return settings
 
 
 def _manifest(source: FrameSource, options: CaptureOptions, indices: list[int], intrinsics) -> dict:
     info = source.info
     all_times = source.timestamps()
-    settings = _settings(options, indices)
-    settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    numbers = [info.frame_numbers[i] for i in indices]
+    settings = _settings(options, numbers)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -148,44 +144,28 @@ def _manifest(source: FrameSource, options: CaptureOptions, indices: list[int], 
             "fps": info.fps,
             "rotation": info.rotation,
         },
-        "frames": {
-            "start": settings["frames"][0],
-            "stop": settings["frames"][1],
-            "step": settings["frames"][2],
-            "count": len(indices),
-            "source_indices": indices,
-            "timestamps": [float(all_times[i]) for i in indices],
-        },
+        "frames": frames_record(numbers, indices, [float(all_times[i]) for i in indices]),
         "backend": {"name": options.backend},
         "intrinsics": None if intrinsics is None else np.asarray(intrinsics).tolist(),
         "focal": options.focal,
         "settings": settings,
-        "settings_hash": settings_hash,
+        "settings_hash": settings_key(settings),
     }
 
 
 def _prepare_folder(output_dir: Path, manifest: dict, overwrite: bool) -> None:
-    """Create the folder, or check that the capture already in it is this one."""
-    existing = output_dir / MANIFEST_NAME
-    if existing.is_file() and not overwrite:
-        old = CaptureFolder(output_dir).manifest
-        if old["source"]["fingerprint"] != manifest["source"]["fingerprint"]:
-            raise CaptureFolderError(
-                f"{output_dir} holds a capture of other footage ({old['source']['path']})",
-                "Choose another output folder, or pass --overwrite to replace it.",
-            )
-        if old["settings_hash"] != manifest["settings_hash"]:
-            changed = sorted(k for k in manifest["settings"] if old["settings"].get(k) != manifest["settings"][k])
-            raise CaptureFolderError(
-                f"{output_dir} holds a capture made with other settings ({', '.join(changed)} differ)",
-                "Choose another output folder, or pass --overwrite to replace it.",
-            )
-        manifest["backend"] = old["backend"]
-        return
+    """Create the folder, or resume the capture already in it when it is this one. A capture of
+    other footage or settings, or of an older format, is refused, or replaced with `overwrite`."""
+    if (output_dir / MANIFEST_NAME).is_file():
+        difference = _difference(output_dir, manifest)
+        if difference is None:
+            manifest["backend"] = CaptureFolder(output_dir).manifest["backend"]
+            return
+        if not overwrite:
+            raise CaptureFolderError(f"{output_dir} holds {difference}",
+                                     "Choose another output folder, or pass --overwrite to replace it.")
     try:
-        if overwrite and output_dir.exists():
-            shutil.rmtree(output_dir / FRAMES_DIR, ignore_errors=True)
-            (output_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        shutil.rmtree(output_dir / FRAMES_DIR, ignore_errors=True)
         (output_dir / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_dir / MANIFEST_NAME, manifest)
     except OSError as exc:
@@ -193,6 +173,20 @@ def _prepare_folder(output_dir: Path, manifest: dict, overwrite: bool) -> None:
             f"cannot write the capture folder {output_dir}: {exc.strerror or exc}",
             "Choose a folder you can write to (-o), or fix its permissions.",
         ) from exc
+
+
+def _difference(output_dir: Path, manifest: dict) -> str | None:
+    """How the capture in `output_dir` differs from the one `manifest` describes; None: it is the same."""
+    try:
+        old = CaptureFolder(output_dir).manifest
+    except CaptureFolderError as exc:
+        return f"a capture this runtime cannot resume ({exc.message})"
+    if old["source"]["fingerprint"] != manifest["source"]["fingerprint"]:
+        return f"a capture of other footage ({old['source']['path']})"
+    if old["settings_hash"] != manifest["settings_hash"]:
+        changed = sorted(k for k in manifest["settings"] if old["settings"].get(k) != manifest["settings"][k])
+        return f"a capture made with other settings ({', '.join(changed) or 'their version'} differ)"
+    return None
 
 
 def _compute_frames(source, folder, options, indices, missing, intrinsics, progress, warn, should_cancel) -> int:
@@ -266,7 +260,8 @@ def _source_frames(source, indices, todo, index_of) -> Iterable[Frame]:
 
 def _backend_options(options: CaptureOptions, source: FrameSource) -> dict:
     if options.backend == "mediapipe":
-        return {"static_images": source.info.kind != "video", **options.backend_options}
+        still = options.still_images or source.info.kind == "image"
+        return {"static_images": still, **options.backend_options}
     return {"checkpoint": options.checkpoint, "device": options.device, **options.backend_options}
 
 

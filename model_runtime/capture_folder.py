@@ -7,8 +7,9 @@ Layout::
       frames/000000.npz    one file per captured frame, numbered by capture index (0-based)
 
 ``manifest.json`` fields: ``format`` ("faceanything-capture"), ``format_version``, ``source``
-(path, kind, fingerprint, width, height, frame_count, fps, rotation), ``frames`` (start, stop,
-step, count, ``source_indices`` and ``timestamps`` in seconds, one per capture index),
+(path, kind, fingerprint, width, height, frame_count, fps, rotation), ``frames`` (first, last,
+step and ``numbers``: footage frame numbers as `frame_numbers.py` defines them; count, and per
+capture index ``numbers``, ``source_indices`` and ``timestamps`` in seconds),
 ``backend`` (name, version, ``canonical_space``, and for network backends the weights' sha256),
 ``intrinsics`` (3x3, pixels), ``focal`` (what the user asked for), ``settings`` (everything that
 changes the maps) and ``runtime_version``.
@@ -36,10 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from .contract import FrameMaps
-from .errors import CaptureFolderError
+from .errors import CaptureFolderError, UserError
+from .frame_numbers import describe_range
 
 FORMAT = "faceanything-capture"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 FRAMES_DIR = "frames"
 _OPTIONAL_ARRAYS = ("landmarks2d", "landmarks3d", "head_pose")
@@ -58,6 +60,14 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def frames_record(numbers: list[int], source_indices: list[int], timestamps: list[float]) -> dict:
+    """The manifest's ``frames`` entry: per capture index the footage frame number, the source
+    index and the time in seconds; ``first``, ``last`` and ``step`` in footage frame numbers."""
+    step = numbers[1] - numbers[0] if len(numbers) > 1 else 1
+    return {"first": numbers[0], "last": numbers[-1], "step": step, "count": len(numbers),
+            "numbers": list(numbers), "source_indices": list(source_indices), "timestamps": list(timestamps)}
+
+
 def read_manifest(capture_dir: Path) -> dict:
     path = Path(capture_dir) / MANIFEST_NAME
     if not path.is_file():
@@ -69,7 +79,7 @@ def read_manifest(capture_dir: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CaptureFolderError(f"{path} cannot be read: {exc}", "Delete the folder and capture again.") from exc
-    if manifest.get("format") != FORMAT or manifest.get("format_version", 0) > FORMAT_VERSION:
+    if manifest.get("format") != FORMAT or manifest.get("format_version", 0) != FORMAT_VERSION:
         raise CaptureFolderError(
             f"{path} is not a capture this runtime can read "
             f"(format {manifest.get('format')!r} version {manifest.get('format_version')!r})",
@@ -191,6 +201,22 @@ class CaptureFolder:
     def frame_size(self) -> tuple[int, int]:
         source = self.manifest["source"]
         return int(source["width"]), int(source["height"])
+
+    @property
+    def frame_numbers(self) -> list[int]:
+        """The footage frame number of each capture index (frame_numbers.py)."""
+        return list(self.manifest["frames"]["numbers"])
+
+    def capture_index(self, number: int, what: str = "frame") -> int:
+        """The capture index of footage frame `number`; a UserError names the captured range."""
+        numbers = self.frame_numbers
+        if number not in numbers:
+            raise UserError(
+                f"{what} {number} is not in the capture {self.path} (its frames are {describe_range(numbers)})",
+                "Give a footage frame number of the captured range.",
+                code="bad_option",
+            )
+        return numbers.index(number)
 
     @property
     def timestamps(self) -> list[float]:

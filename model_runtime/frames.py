@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .frame_numbers import footage_frame_numbers
 
 # OpenCV reads this switch when it first decodes an EXR, so setting it here is early enough.
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
@@ -53,6 +54,7 @@ class SourceInfo:
     frame_count: int
     fps: float  # video: nominal average rate; images: the rate given to `open_source`
     rotation: int  # degrees counter-clockwise applied to decoded video frames: 0, 90, 180 or 270
+    frame_numbers: tuple[int, ...]  # the footage's own number of each frame (frame_numbers.py)
 
     def fingerprint(self) -> str:
         """A cheap id that changes when the footage changes: size, mtime and the first and last
@@ -133,7 +135,8 @@ class FrameSource:
         raise NotImplementedError
 
     def _missing(self, index: int, reason: str) -> Frame:
-        return Frame(index, self._timestamps[index], None, f"frame {index} of {self.info.path}: {reason}")
+        number = self.info.frame_numbers[index]
+        return Frame(index, self._timestamps[index], None, f"frame {number} of {self.info.path}: {reason}")
 
 
 def open_source(path: str | os.PathLike, fps_for_images: float = 25.0) -> FrameSource:
@@ -154,21 +157,6 @@ def open_source(path: str | os.PathLike, fps_for_images: float = 25.0) -> FrameS
         f"Give a video ({', '.join(sorted(VIDEO_EXTENSIONS))}), an image or a folder of images "
         f"({', '.join(sorted(IMAGE_EXTENSIONS))}).",
     )
-
-
-def parse_frame_range(text: str) -> tuple[int, int | None, int]:
-    """``"A:B"``, ``"A:B:S"``, ``"A:"`` or ``":B"`` (B exclusive) -> (start, stop or None, step)."""
-    hint = "Write the range as START:STOP or START:STOP:STEP (STOP excluded), e.g. 0:100 or 10::2."
-    parts = text.strip().split(":")
-    if not 2 <= len(parts) <= 3 or not all(re.fullmatch(r"\d*", part.strip()) for part in parts):
-        raise InputError(f"frame range {text!r} is not START:STOP[:STEP] with whole non-negative numbers", hint)
-    numbers = [int(part) if part.strip() else None for part in parts] + [None]
-    start, stop, step = numbers[0] or 0, numbers[1], numbers[2] if numbers[2] is not None else 1
-    if step < 1:
-        raise InputError(f"frame range {text!r} has step {step}; it must be 1 or more", hint)
-    if stop is not None and stop <= start:
-        raise InputError(f"frame range {text!r} is empty: the stop must come after the start", hint)
-    return start, stop, step
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -201,7 +189,8 @@ class ImageSource(FrameSource):
         self._files = files
         self._reference, first_image = _first_readable(files)
         height, width = first_image.shape[:2]
-        info = SourceInfo(str(path), kind, width, height, len(files), float(fps), 0)
+        numbers = tuple(footage_frame_numbers(len(files), [file.stem for file in files]))
+        info = SourceInfo(str(path), kind, width, height, len(files), float(fps), 0, numbers)
         super().__init__(info, [index / fps for index in range(len(files))])
 
     def _generate(self, wanted: range) -> Iterator[Frame]:
@@ -209,7 +198,7 @@ class ImageSource(FrameSource):
             try:
                 image = read_image(self._files[index])
             except InputError as error:
-                yield Frame(index, self._timestamps[index], None, f"frame {index}: {error.message}")
+                yield Frame(index, self._timestamps[index], None, f"frame {self.info.frame_numbers[index]}: {error.message}")
                 continue
             self._check_size(self._files[index], image)
             yield Frame(index, self._timestamps[index], image)
@@ -305,8 +294,9 @@ class VideoSource(FrameSource):
         width, height = self._index.coded_size
         if self._index.rotation in (90, 270):
             width, height = height, width
-        info = SourceInfo(str(path), "video", width, height, self._index.frame_count, self._index.fps,
-                          self._index.rotation)
+        count = self._index.frame_count
+        info = SourceInfo(str(path), "video", width, height, count, self._index.fps, self._index.rotation,
+                          tuple(footage_frame_numbers(count)))
         super().__init__(info, self._index.timestamps)
 
     def _generate(self, wanted: range) -> Iterator[Frame]:

@@ -13,19 +13,13 @@ little, since a face is shallow compared with its distance.
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
-from model_runtime.errors import InputError
+from .errors import InputError
 
 DEFAULT_HORIZONTAL_FOV_DEG = 50.0
 FULL_FRAME_SENSOR_WIDTH_MM = 36.0
-
-_FOCAL_PATTERN = re.compile(
-    r"^\s*(?P<value>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>px|mm)\s*(?:/\s*(?P<sensor>\d+(?:\.\d*)?|\.\d+)\s*(?:mm)?)?\s*$",
-    re.IGNORECASE,
-)
 
 
 def intrinsics_for(
@@ -60,25 +54,3 @@ def intrinsics_for(
         [0.0, focal_px, (height - 1) / 2],
         [0.0, 0.0, 1.0],
     ])
-
-
-def parse_focal(text: str) -> dict[str, float]:
-    """Keyword arguments for :func:`intrinsics_for` from a user's focal length:
-    ``"1200px"`` (pixels), ``"35mm"`` (35 mm-equivalent), ``"35mm/23.5"`` (35 mm on a sensor
-    23.5 mm wide). Raises InputError on anything else."""
-    match = _FOCAL_PATTERN.match(text)
-    if not match or float(match["value"]) <= 0 or (match["sensor"] and float(match["sensor"]) <= 0):
-        raise InputError(
-            f"Cannot read the focal length {text!r}.",
-            hint="Write it as pixels (1200px), 35 mm-equivalent millimetres (35mm), or millimetres "
-                 "with the sensor width in mm (35mm/23.5).",
-        )
-    value = float(match["value"])
-    if match["unit"].lower() == "px":
-        if match["sensor"]:
-            raise InputError(f"Focal length {text!r} gives a sensor width for a value in pixels.",
-                             hint="A sensor width only goes with millimetres, e.g. 35mm/23.5.")
-        return {"focal_px": value}
-    if match["sensor"]:
-        return {"focal_mm": value, "sensor_width_mm": float(match["sensor"])}
-    return {"focal_mm": value}

@@ -4,22 +4,25 @@
 object per line (UTF-8, newline-delimited). Logs go to stderr. End of stdin means shut down.
 This module uses the standard library only, so the Blender extension loads the very same file.
 
-Requests carry ``type`` and a client-chosen ``id``; every event carries ``event`` and the ``id``
+Requests carry ``type`` and a client-chosen ``id`` (a string, a whole number or null); every
+event carries ``event`` and the ``id``
 of the request it answers (``null`` for ``ready``). One job (capture, reconstruct,
 capture_reconstruct) runs at a time; ``cancel`` stops it within one frame and leaves a
 resumable capture; ``health`` and ``cancel`` are answered while a job runs.
 
-Requests (fields beyond ``type`` and ``id``; optional ones in brackets):
+Requests (fields beyond ``type`` and ``id``; the options are optional, and each one's name,
+type, choices, default and meaning is declared once in ``option_schema.py``):
 
     health
-    capture              input, output, [frames "A:B[:S]"], [focal "35mm" | "1200px"],
-                         [backend], [device "auto"|"cpu"|"cuda"], [checkpoint], [backend_options {}],
-                         [overwrite]
-    reconstruct          capture_dir, [mesh "template"|"dense"], [density "low"|"medium"|"high"],
-                         [smooth "off"|"on" or a filter name], [points [[x, y, z] | "name", ...]]
-    capture_reconstruct  the fields of capture and of reconstruct (capture_dir = output)
+    capture              input, output (paths), and the capture options
+    reconstruct          capture_dir (a path), and the reconstruct options
+    capture_reconstruct  input, output, and both sets of options (capture_dir = output)
     cancel
     shutdown
+
+A request that is not one JSON object per line in UTF-8, has unknown or missing fields, or a
+value the schema refuses is answered with ``error`` code ``bad_request`` (message and hint say
+which field and what to write); the server keeps answering.
 
 Events:
 
@@ -37,26 +40,29 @@ Events:
 from __future__ import annotations
 
 import json
+import math
 
-PROTOCOL_VERSION = 1
+from .errors import UserError
+from .option_schema import CAPTURE, RECONSTRUCT, options_for, validate
 
-REQUEST_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # type: (required fields, optional fields)
-    "health": ((), ()),
-    "capture": (
-        ("input", "output"),
-        ("frames", "focal", "backend", "device", "checkpoint", "backend_options", "overwrite"),
-    ),
-    "reconstruct": (("capture_dir",), ("mesh", "density", "smooth", "points")),
-    "capture_reconstruct": (
-        ("input", "output"),
-        ("frames", "focal", "backend", "device", "checkpoint", "backend_options", "overwrite",
-         "mesh", "density", "smooth", "points"),
-    ),
-    "cancel": ((), ()),
-    "shutdown": ((), ()),
+PROTOCOL_VERSION = 2
+
+JOB_STAGES: dict[str, tuple[str, ...]] = {
+    "capture": (CAPTURE,),
+    "reconstruct": (RECONSTRUCT,),
+    "capture_reconstruct": (CAPTURE, RECONSTRUCT),
 }
-JOB_TYPES = ("capture", "reconstruct", "capture_reconstruct")
+"""Each job type and the option stages it takes."""
+PATH_FIELDS: dict[str, tuple[str, ...]] = {
+    "health": (), "capture": ("input", "output"), "reconstruct": ("capture_dir",),
+    "capture_reconstruct": ("input", "output"), "cancel": (), "shutdown": (),
+}
+REQUEST_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    kind: (paths, tuple(option.name for option in options_for(*JOB_STAGES.get(kind, ()))))
+    for kind, paths in PATH_FIELDS.items()
+}
+"""type: (required fields, optional fields)."""
+JOB_TYPES = tuple(JOB_STAGES)
 
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "ready": ("version",),
@@ -71,28 +77,58 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 class ProtocolError(ValueError):
-    """A line that is not a valid request."""
+    """A line that is not a valid request; `hint` says what to send instead."""
+
+    def __init__(self, message: str, hint: str = "See model_runtime/protocol.py and option_schema.py."):
+        super().__init__(message)
+        self.hint = hint
 
 
-def parse_request(line: str) -> dict:
-    """Decode and validate one request line."""
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_request(line: str | bytes) -> dict:
+    """Decode and validate one request line; option values come back as the schema normalises them."""
     try:
-        message = json.loads(line)
-    except ValueError as exc:
-        raise ProtocolError(f"not JSON: {exc}") from exc
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+        message = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"not a UTF-8 JSON line: {str(exc)[:200]}") from None
     if not isinstance(message, dict):
         raise ProtocolError("a request must be a JSON object")
     kind = message.get("type")
     if kind not in REQUEST_FIELDS:
         raise ProtocolError(f"unknown request type {kind!r}; known: {', '.join(REQUEST_FIELDS)}")
+    if not (message.get("id") is None or isinstance(message["id"], str) or type(message["id"]) is int):
+        raise ProtocolError(f"request id {message['id']!r} is not a string, a whole number or null")
     required, optional = REQUEST_FIELDS[kind]
     missing = [name for name in required if message.get(name) in (None, "")]
     if missing:
         raise ProtocolError(f"{kind} request lacks {', '.join(missing)}")
+    wrong = [name for name in required if not isinstance(message[name], str)]
+    if wrong:
+        raise ProtocolError(f"{kind} request: {', '.join(wrong)} must be a path (a string)")
     unknown = set(message) - set(required) - set(optional) - {"type", "id"}
     if unknown:
         raise ProtocolError(f"{kind} request has unknown fields: {', '.join(sorted(unknown))}")
+    if kind in JOB_STAGES:
+        try:
+            options = validate({name: message[name] for name in optional if name in message}, JOB_STAGES[kind])
+        except UserError as exc:
+            raise ProtocolError(exc.message, exc.hint) from None
+        message = {**{name: message[name] for name in ("type", "id", *required) if name in message}, **options}
     return message
+
+
+def request_id_of(line: str | bytes):
+    """The id of a request line that failed to parse, when it can be read (else None)."""
+    try:
+        message = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError, TypeError):
+        return None
+    candidate = message.get("id") if isinstance(message, dict) else None
+    return candidate if candidate is None or isinstance(candidate, str) or type(candidate) is int else None
 
 
 def request(kind: str, request_id: str | None = None, **fields) -> str:
@@ -111,7 +147,18 @@ def event(kind: str, request_id: str | None, **fields) -> dict:
 
 
 def encode(message: dict) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return json.dumps(_finite(message), ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def _finite(value):
+    """NaN and infinities (not JSON) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def decode_event(line: str) -> dict:

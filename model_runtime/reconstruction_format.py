@@ -20,7 +20,9 @@ Layout (``CAPTURE_DIR/reconstruction/``)::
                                            interpolated across) or FRAME_HELD (no face, held
                                            from the nearest face frame at a clip end)
                             timestamps     (T,) float64 seconds from the source start
-                            source_indices (T,) int64  frame numbers in the source
+                            source_indices (T,) int64  0-based positions in the source
+                            frame_numbers  (T,) int64  footage frame numbers (frame_numbers.py):
+                                           what the scene, the CSV exports and --frame use
     points.npz              names     (P,) str    stable names such as ``mouth_corner_L``
                             canonical (P, 3) float32
                             positions (T, P, 3) float32 camera space, metres
@@ -38,11 +40,11 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "faceanything-reconstruction"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FOLDER_NAME = "reconstruction"
 FRAME_TRACKED, FRAME_FILLED, FRAME_HELD = 0, 1, 2
 MESH_ARRAYS = ("canonical_vertices", "triangles", "uv")
-FRAME_ARRAYS = ("head_pose", "intrinsics", "frame_state", "timestamps", "source_indices")
+FRAME_ARRAYS = ("head_pose", "intrinsics", "frame_state", "timestamps", "source_indices", "frame_numbers")
 POINT_ARRAYS = ("names", "canonical", "positions", "pixels", "visible")
 
 
@@ -60,6 +62,7 @@ class Reconstruction:
     frame_state: np.ndarray
     timestamps: np.ndarray
     source_indices: np.ndarray
+    frame_numbers: np.ndarray
     point_names: list[str]
     point_canonical: np.ndarray
     point_positions: np.ndarray
@@ -69,6 +72,14 @@ class Reconstruction:
     @property
     def frame_count(self) -> int:
         return int(self.vertices.shape[0])
+
+    def frame_index(self, number: int) -> int:
+        """The capture index of footage frame `number` (ValueError names the range when absent)."""
+        found = np.flatnonzero(self.frame_numbers == number)
+        if not found.size:
+            first, last = int(self.frame_numbers[0]), int(self.frame_numbers[-1])
+            raise ValueError(f"frame {number} is not in the reconstruction (its frames are {first} to {last})")
+        return int(found[0])
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -87,7 +98,7 @@ def load_reconstruction(folder: Path, memory_map: bool = True) -> Reconstruction
     if not header_path.is_file():
         raise FileNotFoundError(f"{folder} holds no reconstruction (no header.json); run reconstruct first")
     header = json.loads(header_path.read_text(encoding="utf-8"))
-    if header.get("format") != FORMAT or header.get("format_version", 0) > FORMAT_VERSION:
+    if header.get("format") != FORMAT or header.get("format_version", 0) != FORMAT_VERSION:
         raise ValueError(f"{header_path} is not a reconstruction this version can read")
     mode = "r" if memory_map else None
     with np.load(folder / "mesh.npz") as mesh, np.load(folder / "frames.npz") as frames, np.load(
@@ -106,6 +117,7 @@ def load_reconstruction(folder: Path, memory_map: bool = True) -> Reconstruction
             frame_state=frames["frame_state"],
             timestamps=frames["timestamps"],
             source_indices=frames["source_indices"],
+            frame_numbers=frames["frame_numbers"],
             point_names=[str(name) for name in points["names"]],
             point_canonical=points["canonical"],
             point_positions=points["positions"],

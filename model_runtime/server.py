@@ -13,13 +13,14 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from . import __version__, protocol
 from .capture import CaptureOptions, run_capture
 from .capture_folder import CaptureFolder
 from .errors import Cancelled, UserError
 from .health import health_report
+from .option_schema import CAPTURE, RECONSTRUCT, options_for
 
 log = logging.getLogger("model_runtime.server")
 PROGRESS_INTERVAL_S = 0.2
@@ -69,7 +70,7 @@ class ProgressReporter:
 
 
 class Server:
-    def __init__(self, stdin: TextIO, stdout: TextIO):
+    def __init__(self, stdin: BinaryIO | TextIO, stdout: TextIO):
         self.stdin = stdin
         self.events = EventWriter(stdout)
         self.cancel_requested = threading.Event()
@@ -86,7 +87,7 @@ class Server:
             try:
                 message = protocol.parse_request(line)
             except protocol.ProtocolError as exc:
-                self.events.send("error", None, code="bad_request", message=str(exc), hint="See model_runtime/protocol.py.")
+                self.events.send("error", protocol.request_id_of(line), code="bad_request", message=str(exc), hint=exc.hint)
                 continue
             if not self.handle(message):
                 break
@@ -146,7 +147,7 @@ class Server:
 
     def capture(self, message: dict, progress: ProgressReporter) -> dict:
         request_id = message.get("id")
-        options = CaptureOptions(**{k: message[k] for k in CAPTURE_FIELDS if message.get(k) is not None})
+        options = CaptureOptions(**_options_of(message, CAPTURE))
         self.events.send("started", request_id, stage="capture", total=None, capture_dir=message["output"])
         summary = run_capture(
             message["input"], message["output"], options,
@@ -161,7 +162,7 @@ class Server:
 
         request_id = message.get("id")
         capture_dir = message.get("capture_dir") or message["output"]
-        options = ReconstructOptions(**{k: message[k] for k in RECONSTRUCT_FIELDS if message.get(k) is not None})
+        options = ReconstructOptions(**_options_of(message, RECONSTRUCT))
         self.events.send("started", request_id, stage="reconstruct", total=_frame_count(capture_dir), capture_dir=capture_dir)
         folder = reconstruct(
             capture_dir, options,
@@ -179,13 +180,14 @@ def _frame_count(capture_dir: str) -> int | None:
         return None
 
 
-CAPTURE_FIELDS = ("frames", "focal", "backend", "device", "checkpoint", "backend_options", "overwrite")
-RECONSTRUCT_FIELDS = ("mesh", "density", "smooth", "points")
+def _options_of(message: dict, stage: str) -> dict:
+    """The options of one stage in a validated request."""
+    return {option.name: message[option.name] for option in options_for(stage) if option.name in message}
 
 
 def serve() -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    stdin = open(sys.stdin.fileno(), encoding="utf-8", closefd=False)
+    stdin = open(sys.stdin.fileno(), "rb", closefd=False)  # lines are decoded one by one: a bad one is refused alone
     # Protocol lines get a private copy of stdout; file descriptor 1 then points at stderr, so
     # whatever a library prints (native code included) lands in the log, not in the protocol.
     protocol_out = open(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")

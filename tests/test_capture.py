@@ -34,8 +34,9 @@ def test_grid_clip_has_a_face_in_every_frame(grid_clip, tmp_path):
 
 
 def test_frame_range_and_step(grid_clip, tmp_path):
-    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="10:30:5"))
+    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="11:30:5"))
     manifest = CaptureFolder(tmp_path / "cap").manifest
+    assert manifest["frames"]["numbers"] == [11, 16, 21, 26]  # footage numbers, both ends included
     assert manifest["frames"]["source_indices"] == [10, 15, 20, 25]
     assert CaptureFolder(tmp_path / "cap").finished_indices() == [0, 1, 2, 3]
 
@@ -43,14 +44,14 @@ def test_frame_range_and_step(grid_clip, tmp_path):
 def test_cancel_keeps_finished_frames_and_resume_computes_only_the_rest(grid_clip, tmp_path):
     seen = []
     with pytest.raises(Cancelled):
-        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:20"),
+        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="1:20"),
                     progress=lambda done, total: seen.append(done), should_cancel=lambda: len(seen) >= 8)
     finished = CaptureFolder(tmp_path / "cap").finished_indices()
     assert 8 <= len(finished) < 20
-    summary = run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:20"))
+    summary = run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="1:20"))
     assert summary.computed == 20 - len(finished)
     assert CaptureFolder(tmp_path / "cap").is_complete()
-    assert run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:20")).computed == 0
+    assert run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="1:20")).computed == 0
 
 
 def test_other_settings_or_footage_are_refused_unless_overwritten(grid_clip, tmp_path):
@@ -114,8 +115,9 @@ def test_missing_input_names_the_path(tmp_path):
 
 
 def test_range_outside_the_clip_says_what_is_valid(grid_clip, tmp_path):
-    with pytest.raises(InputError, match="0:75"):
-        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="70:90"))
+    with pytest.raises(InputError, match="numbered 1 to 75") as raised:
+        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="80:90"))
+    assert "--frames 1:75" in raised.value.hint
 
 
 def test_unwritable_output_folder(grid_clip, tmp_path):

@@ -14,7 +14,10 @@ import pytest
 
 from conftest import GRID
 from model_runtime.errors import InputError
-from model_runtime.frames import open_source, parse_frame_range, read_image
+from model_runtime.errors import UserError
+from model_runtime.frame_numbers import footage_frame_numbers, select_frames
+from model_runtime.frames import open_source, read_image
+from model_runtime.option_schema import parse_frames
 
 import cv2  # after model_runtime.frames, which switches on OpenCV's EXR codec
 
@@ -204,7 +207,7 @@ def test_a_corrupt_frame_is_reported_and_the_rest_still_come(tmp_path):
     assert [frame.index for frame in frames] == list(range(20))
     broken = [frame for frame in frames if frame.image is None]
     assert [frame.index for frame in broken] == [7]
-    assert "frame 7" in broken[0].error and "damaged.avi" in broken[0].error
+    assert "frame 8" in broken[0].error and "damaged.avi" in broken[0].error  # footage frame numbers count from 1
     assert broken[0].timestamp == pytest.approx(7 / 25)
     assert [read_number(frame.image) for frame in frames if frame.image is not None] == [
         i for i in range(20) if i != 7
@@ -439,18 +442,36 @@ def test_a_range_outside_the_source_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("3:9", (3, 9, 1)), ("3:9:2", (3, 9, 2)), ("5:", (5, None, 1)), (":7", (0, 7, 1)), ("::4", (0, None, 4)),
-     (" 0 : 10 ", (0, 10, 1))],
+    [("3:9", (3, 9, 1)), ("3:9:2", (3, 9, 2)), ("5:", (5, None, 1)), (":7", (None, 7, 1)), ("::4", (None, None, 4)),
+     (" 0 : 10 ", (0, 10, 1)), ("4:4", (4, 4, 1))],
 )
-def test_parse_frame_range(text, expected):
-    assert parse_frame_range(text) == expected
+def test_parse_frames_reads_inclusive_footage_numbers(text, expected):
+    assert parse_frames(text) == expected
 
 
-@pytest.mark.parametrize("text", ["7", "a:b", "-1:5", "5:3", "4:4", "0:10:0", "1:2:3:4", ""])
-def test_parse_frame_range_refuses_nonsense(text):
-    with pytest.raises(InputError) as raised:
-        parse_frame_range(text)
-    assert "START:STOP" in raised.value.hint
+@pytest.mark.parametrize("text", ["7", "a:b", "-1:5", "5:3", "0:10:0", "1:2:3:4", ""])
+def test_parse_frames_refuses_nonsense(text):
+    with pytest.raises(UserError) as raised:
+        parse_frames(text)
+    assert "FIRST:LAST" in raised.value.hint
+
+
+def test_footage_frame_numbers_are_the_file_numbers_of_a_sequence_else_positions_from_one():
+    assert footage_frame_numbers(3, ["plate.1001", "plate.1002", "plate.1004"]) == [1001, 1002, 1004]
+    assert footage_frame_numbers(2, ["shot_v2_0009", "shot_v2_0010"]) == [9, 10]
+    assert footage_frame_numbers(2, ["front", "side"]) == [1, 2]
+    assert footage_frame_numbers(2, ["b7", "a3"]) == [1, 2]  # not increasing: positions
+    assert footage_frame_numbers(4) == [1, 2, 3, 4]
+    assert select_frames([1001, 1002, 1004, 1005], 1002, None, 1) == [1, 2, 3]
+    assert select_frames([1, 2, 3, 4, 5, 6], 2, 6, 2) == [1, 3, 5]
+
+
+def test_an_image_sequence_is_numbered_by_its_files(tmp_path):
+    for number in (7, 8, 10):
+        write_image(tmp_path / f"shot.{number:04d}.png", numbered_picture(number))
+    with open_source(tmp_path) as source:
+        assert source.info.frame_numbers == (7, 8, 10)
+        assert [read_number(frame.image) for frame in source.frames()] == [7, 8, 10]
 
 
 def test_fingerprint_follows_the_footage(tmp_path):

@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from model_runtime.errors import InputError
-from model_runtime.intrinsics import DEFAULT_HORIZONTAL_FOV_DEG, intrinsics_for, parse_focal
+from model_runtime.errors import InputError, UserError
+from model_runtime.intrinsics import DEFAULT_HORIZONTAL_FOV_DEG, intrinsics_for
+from model_runtime.option_schema import parse_focal
 
 
 def test_principal_point_is_the_centre_in_pixel_centre_convention():
@@ -36,7 +37,7 @@ def test_parse_focal():
 
 @pytest.mark.parametrize("text", ["", "35", "mm", "-35mm", "0px", "35mm/0", "1200px/23.5", "35 inches", "abc"])
 def test_parse_focal_rejects_garbage_with_a_hint(text):
-    with pytest.raises(InputError) as error:
+    with pytest.raises(UserError) as error:
         parse_focal(text)
     assert repr(text) in error.value.message and "35mm" in error.value.hint
 

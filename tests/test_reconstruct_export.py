@@ -29,13 +29,14 @@ def test_tracks_csv_has_one_row_per_point_and_frame(capture, tmp_path):
     assert len(rows) == CLIP.frame_count * len(recon.point_names)
     lip = [row for row in rows if row["name"] == "lower_lip_outer"]
     assert [row["visible"] for row in lip] == ["1", "1", "1", "0", "1", "1"]
+    assert [int(row["frame"]) for row in lip] == list(recon.frame_numbers) == list(range(1, CLIP.frame_count + 1))
     index = recon.point_names.index("lower_lip_outer")
     np.testing.assert_allclose([float(lip[4]["x"]), float(lip[4]["y"])], recon.point_pixels[4, index], atol=1e-3)
 
 
 def test_obj_holds_the_mesh_at_the_chosen_frame_upright(capture, tmp_path):
     recon = load_reconstruction(capture / "reconstruction")
-    path = export_mesh(capture / "reconstruction", tmp_path / "face.obj", frame=2)
+    path = export_mesh(capture / "reconstruction", tmp_path / "face.obj", frame=3)  # footage frame 3: index 2
     lines = path.read_text().splitlines()
     vertices = np.array([[float(v) for v in line.split()[1:]] for line in lines if line.startswith("v ")])
     uvs = np.array([[float(v) for v in line.split()[1:]] for line in lines if line.startswith("vt ")])
@@ -44,13 +45,13 @@ def test_obj_holds_the_mesh_at_the_chosen_frame_upright(capture, tmp_path):
     np.testing.assert_allclose(uvs, recon.uv, atol=1e-6)
     assert len(faces) == len(recon.triangles)
     assert faces[0] == [f"{i + 1}/{i + 1}" for i in recon.triangles[0]]
-    opencv = export_mesh(capture, tmp_path / "opencv.obj", frame=2, axes="opencv").read_text()
+    opencv = export_mesh(capture, tmp_path / "opencv.obj", frame=3, axes="opencv").read_text()
     assert opencv.splitlines()[1] == "v {:.6f} {:.6f} {:.6f}".format(*recon.vertices[2, 0])
 
 
 def test_ply_is_binary_with_texture_coordinates(capture, tmp_path):
     recon = load_reconstruction(capture / "reconstruction")
-    data = export_mesh(capture, tmp_path / "face.ply", frame=1).read_bytes()
+    data = export_mesh(capture, tmp_path / "face.ply", frame=2).read_bytes()
     header, body = data.split(b"end_header\n", 1)
     assert b"format binary_little_endian 1.0" in header and b"property float s" in header
     vertex_type = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("s", "<f4"), ("t", "<f4")])
@@ -66,7 +67,7 @@ def test_exports_explain_what_is_wrong(capture, tmp_path):
     with pytest.raises(UserError, match="holds no reconstruction") as missing:
         export_tracks_csv(tmp_path, tmp_path / "tracks.csv")
     assert "reconstruct" in missing.value.hint
-    with pytest.raises(UserError, match="frame 99"):
+    with pytest.raises(UserError, match="frame 99 is not in the reconstruction .its frames are 1 to 6"):
         export_mesh(capture, tmp_path / "face.obj", frame=99)
     with pytest.raises(UserError, match=".stl"):
         export_mesh(capture, tmp_path / "face.stl")

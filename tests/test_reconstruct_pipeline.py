@@ -165,14 +165,15 @@ def test_user_points_by_canonical_coordinate_and_by_pixel(captures):
     picked = clip.true_positions(clip.template.vertices[[40]], picked_frame)[0] @ clip.intrinsics.T
     x, y = picked[:2] / picked[2]
     coordinate = clip.template.vertices[100]
-    recon = run(captures["clean"], density="low", smooth="off", points=[f"picked=pixel:{picked_frame}:{x}:{y}", list(coordinate)])
+    number = picked_frame + 1  # pixel:FRAME names the footage frame number (from 1 in a synthetic capture)
+    recon = run(captures["clean"], density="low", smooth="off", points=[f"picked=pixel:{number}:{x}:{y}", list(coordinate)])
     assert recon.point_names[-2:] == ["picked", "user_1"]
     np.testing.assert_allclose(recon.point_pixels[picked_frame, -2], [x, y], atol=0.05)
     np.testing.assert_allclose(recon.point_canonical[-2], clip.template.vertices[40], atol=5e-5)
     expected = truth(clip, coordinate[None])[:, 0]
     assert np.linalg.norm(recon.point_positions[:, -1] - expected, axis=-1).max() < 5e-4
     with pytest.raises(UserError, match="not on the face"):
-        reconstruct(folder, ReconstructOptions(points=["pixel:0:2:2"]), template=clip.template)
+        reconstruct(folder, ReconstructOptions(points=["pixel:1:2:2"]), template=clip.template)
     with pytest.raises(UserError, match="no landmark named"):
         reconstruct(folder, ReconstructOptions(points=["third_eye"]), template=clip.template)
 
@@ -184,7 +185,7 @@ def test_output_folder_is_complete_and_records_what_made_it(captures):
     assert frames_seen == [(t + 1, clip.frame_count) for t in range(clip.frame_count)]
     recon = load_reconstruction(folder / "reconstruction")
     header = json.loads((folder / "reconstruction" / "header.json").read_text())
-    assert header["format"] == "faceanything-reconstruction" and header["format_version"] == 1
+    assert header["format"] == "faceanything-reconstruction" and header["format_version"] == 2
     manifest = json.loads((folder / "manifest.json").read_text())
     assert header["capture_fingerprint"] == f"{manifest['source']['fingerprint']}/{manifest['settings_hash']}"
     assert header["canonical_space"] == clip.template.space_id

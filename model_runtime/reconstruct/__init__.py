@@ -8,7 +8,8 @@ clip's tracks on disk), `fill` (unseen vertices and frames), `smoothing`, `point
 user points), `pipeline` (`reconstruct`), `export` (CSV, OBJ, PLY), `synthetic` (captures with
 known motion for tests and benchmarks), `benchmark` (the measurements behind the defaults).
 """
-from .options import PointRequest, ReconstructOptions, parse_points
+from ..option_schema import PointRequest
+from .options import ReconstructOptions, parse_points
 from .pipeline import reconstruct
 
 __all__ = ["PointRequest", "ReconstructOptions", "parse_points", "reconstruct"]

@@ -1,6 +1,6 @@
 """Exports that need no Blender: 2D point tracks as CSV, the mesh at one frame as OBJ or PLY.
 
-CSV columns: ``frame`` (the frame number in the source footage), ``name``, ``x``, ``y`` (pixels,
+CSV columns: ``frame`` (the footage frame number, see frame_numbers.py), ``name``, ``x``, ``y`` (pixels,
 origin at the top-left pixel's centre, y down, as OpenCV and most trackers) and ``visible``
 (1 where the point was seen, 0 where it was filled in).
 
@@ -46,15 +46,16 @@ def export_tracks_csv(capture_dir: str | Path, path: str | Path) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["frame", "name", "x", "y", "visible"])
         for t in range(frames):
-            source_frame = int(recon.source_indices[t])
+            number = int(recon.frame_numbers[t])
             for p in range(count):
                 x, y = recon.point_pixels[t, p]
-                writer.writerow([source_frame, recon.point_names[p], f"{x:.3f}", f"{y:.3f}", int(recon.point_visible[t, p])])
+                writer.writerow([number, recon.point_names[p], f"{x:.3f}", f"{y:.3f}", int(recon.point_visible[t, p])])
     return path
 
 
-def export_mesh(capture_dir: str | Path, path: str | Path, frame: int = 0, axes: str = "opengl") -> Path:
-    """The mesh at capture frame `frame` as .obj or .ply (chosen by the file's extension)."""
+def export_mesh(capture_dir: str | Path, path: str | Path, frame: int | None = None, axes: str = "opengl") -> Path:
+    """The mesh at footage frame number `frame` (None: the first captured frame) as .obj or .ply
+    (chosen by the file's extension)."""
     recon = open_reconstruction(capture_dir)
     path = Path(path)
     writers = {".obj": write_obj, ".ply": write_ply}
@@ -62,14 +63,13 @@ def export_mesh(capture_dir: str | Path, path: str | Path, frame: int = 0, axes:
         raise UserError(f"cannot write a mesh as {path.name}", "Name the file .obj or .ply.", code="bad_option")
     if axes not in AXES:
         raise UserError(f"unknown axes {axes!r}", f"Choose one of {', '.join(AXES)}.", code="bad_option")
-    if not 0 <= frame < recon.frame_count:
-        raise UserError(
-            f"frame {frame} is not in the reconstruction (frames 0 to {recon.frame_count - 1})",
-            "Give a capture frame index (from 0) with --frame.",
-            code="bad_option",
-        )
-    vertices = np.asarray(recon.vertices[frame], np.float64) * AXES[axes]
-    writers[path.suffix.lower()](path, vertices, recon.triangles, recon.uv, f"frame {frame} (source frame {int(recon.source_indices[frame])}), {axes} camera axes, metres")
+    frame = int(recon.frame_numbers[0]) if frame is None else frame
+    try:
+        index = recon.frame_index(frame)
+    except ValueError as exc:
+        raise UserError(str(exc), "Give a footage frame number of the capture with --frame.", code="bad_option") from None
+    vertices = np.asarray(recon.vertices[index], np.float64) * AXES[axes]
+    writers[path.suffix.lower()](path, vertices, recon.triangles, recon.uv, f"footage frame {frame}, {axes} camera axes, metres")
     return path
 
 

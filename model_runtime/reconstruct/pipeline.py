@@ -132,6 +132,7 @@ def _reconstruct_into(folder, capture, frames, options, mesh, rigid, points, set
             "frame_state": _frame_states(clip.tracked),
             "timestamps": np.asarray(capture.timestamps, np.float64),
             "source_indices": np.asarray(capture.manifest["frames"]["source_indices"], np.int64),
+            "frame_numbers": np.asarray(capture.frame_numbers, np.int64),
         },
         points=_point_arrays(points, watched_positions[:, :on_mesh_count], watched_seen[:, :on_mesh_count], extra_positions, clip),
     )
@@ -306,13 +307,7 @@ def _template_for(capture: CaptureFolder, options: ReconstructOptions, template)
 
 def _reference_frame(capture: CaptureFolder, options: ReconstructOptions) -> int:
     if options.reference_frame is not None:
-        if not 0 <= options.reference_frame < capture.frame_count:
-            raise UserError(
-                f"reference frame {options.reference_frame} is not in the capture (frames 0 to {capture.frame_count - 1})",
-                "Choose a capture index within the capture.",
-                code="bad_option",
-            )
-        return options.reference_frame
+        return capture.capture_index(options.reference_frame, "reference frame")
     for index in range(capture.frame_count):
         if capture.frame(index).has_face:
             return index

@@ -85,13 +85,7 @@ def canonical_under_pixel(maps: FrameMaps, x: float, y: float) -> np.ndarray | N
 def _pick_pixels(picks: list[tuple[int, float, float]], capture: CaptureFolder) -> dict:
     found = {}
     for frame in sorted({pick[0] for pick in picks}):
-        if frame >= capture.frame_count:
-            raise UserError(
-                f"point pixel:{frame}:... names frame {frame}, but the capture has frames 0 to {capture.frame_count - 1}",
-                "Pick the pixel on a frame of this capture (capture index, from 0).",
-                code="bad_option",
-            )
-        maps = capture.frame(frame)
+        maps = capture.frame(capture.capture_index(frame, f"point pixel:{frame}:..., frame"))
         for pick in (p for p in picks if p[0] == frame):
             coordinate = canonical_under_pixel(maps, pick[1], pick[2])
             if coordinate is None:

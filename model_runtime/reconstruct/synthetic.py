@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..capture_folder import FORMAT, FORMAT_VERSION, FRAMES_DIR, MANIFEST_NAME, write_frame, write_json_atomic
+from ..capture_folder import FORMAT, FORMAT_VERSION, FRAMES_DIR, MANIFEST_NAME, frames_record, write_frame, write_json_atomic
 from ..contract import FrameMaps, crop_window
 
 SYNTHETIC_SPACE_ID = "synthetic-dome-v1"
@@ -159,8 +159,7 @@ def write_capture(directory: Path, clip: SyntheticClip) -> Path:
         "runtime_version": "synthetic",
         "source": {"path": f"synthetic:{fingerprint}", "kind": "synthetic", "fingerprint": fingerprint, "width": width,
                    "height": height, "frame_count": count, "fps": clip.fps, "rotation": 0},
-        "frames": {"start": 0, "stop": count, "step": 1, "count": count, "source_indices": list(range(count)),
-                   "timestamps": [i / clip.fps for i in range(count)]},
+        "frames": frames_record(list(range(1, count + 1)), list(range(count)), [i / clip.fps for i in range(count)]),
         "backend": {"name": "synthetic", "version": "1", "canonical_space": clip.template.space_id},
         "intrinsics": clip.intrinsics.tolist(),
         "focal": None,
