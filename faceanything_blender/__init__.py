@@ -12,7 +12,7 @@ import atexit
 import bpy
 from bpy.app.handlers import persistent
 
-from . import operators, prefs, props, rig, rig_props, runtime_client, ui
+from . import capture_job, operators, prefs, props, rig, rig_props, runtime_client, runtime_tasks, ui
 
 classes = (
     *rig_props.classes,
@@ -27,13 +27,13 @@ classes = (
 @persistent
 def cancel_capture_on_load(_filepath) -> None:
     """A capture writes into a scene of the current file; loading another file ends it."""
-    operators.abort_capture()
+    capture_job.abort_capture()
 
 
 def end_processes_at_exit() -> None:
     """Blender is quitting: end the runtime and set-up subprocesses. Blender's data may already be
     freed at this point, so this touches no bpy API."""
-    operators.cancel_setup()
+    runtime_tasks.cancel_setup()
     runtime_client.stop_all_clients()
 
 
@@ -47,8 +47,8 @@ def register() -> None:
 
 def unregister() -> None:
     atexit.unregister(end_processes_at_exit)
-    operators.abort_capture()
-    operators.stop_runtime_tasks()
+    capture_job.abort_capture()
+    runtime_tasks.stop_runtime_tasks()
     runtime_client.stop_all_clients()
     if cancel_capture_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(cancel_capture_on_load)

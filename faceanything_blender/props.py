@@ -1,5 +1,9 @@
 """The add-on's settings on each scene (``Scene.faceanything``): footage, options and job status.
 
+The capture and reconstruction options are not written here: one property per option of the
+runtime's `option_schema.py` that belongs on the panel, with its name, choices, default and help,
+is made from the schema (`option_property`), so the panel, the request and the runtime agree.
+
 The status fields are written by the capture timer on the main thread, so the panel only reads
 properties; they are not animatable and carry nothing the next capture needs, except
 ``capture_dir`` (the folder a cancelled or failed capture resumes from).
@@ -18,26 +22,15 @@ from bpy.props import (
 )
 
 from .rig_props import FACEANYTHING_PG_rig_binding
+from .runtime_paths import runtime_module
+
+schema = runtime_module("option_schema")
 
 FOOTAGE_SOURCES = [
     ("FILE", "Video File", "A video file on disk"),
     ("FOLDER", "Image Folder", "A folder of numbered images"),
     ("CLIP", "Movie Clip", "A movie clip already loaded in this file"),
 ]
-BACKENDS = [
-    ("mediapipe", "MediaPipe", "Face landmarks and a fitted template; fast, runs on the CPU"),
-    ("faceanything", "Face Anything", "The Face Anything network (needs its checkpoint; a GPU is advised)"),
-]
-FOCAL_MODES = [
-    ("UNKNOWN", "Unknown", "Let the runtime choose (the network solves it; landmarks assume a 50 degree view)"),
-    ("MM", "Millimetres", "Focal length in millimetres, 35 mm equivalent"),
-    ("PX", "Pixels", "Focal length in pixels of the footage"),
-]
-MESH_MODES = [
-    ("TEMPLATE", "Template", "A fixed face topology that follows the footage"),
-    ("DENSE", "Dense", "A mesh made from the depth maps"),
-]
-DENSITIES = [("LOW", "Low", ""), ("MEDIUM", "Medium", ""), ("HIGH", "High", "")]
 ANIMATION_MODES = [
     ("POINT_CACHE", "Point Cache", "Vertex positions in a .pc2 file next to the .blend (small file, fast)"),
     ("SHAPE_KEYS", "Shape Keys", "One shape key per frame inside the .blend (self-contained, larger)"),
@@ -62,25 +55,8 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
     footage_file: StringProperty(name="Video", subtype="FILE_PATH", description="Video file of a face")
     footage_folder: StringProperty(name="Images", subtype="DIR_PATH", description="Folder of numbered images")
     footage_clip: PointerProperty(name="Clip", type=bpy.types.MovieClip, description="Movie clip in this file")
-    # Frames (footage frame numbers from 1, last included)
-    use_frame_range: BoolProperty(name="Frame Range", description="Capture part of the footage only")
-    frame_first: IntProperty(name="First", min=1, default=1)
-    frame_last: IntProperty(name="Last", min=1, default=250)
-    frame_step: IntProperty(name="Step", min=1, default=1, description="Capture every Nth frame")
-    # Backend and camera
-    backend: EnumProperty(name="Backend", items=BACKENDS, default="mediapipe")
-    focal_mode: EnumProperty(name="Focal Length", items=FOCAL_MODES, default="UNKNOWN")
-    focal_mm: FloatProperty(name="Focal Length", min=1.0, max=5000.0, default=35.0, unit="CAMERA")
-    focal_px: FloatProperty(name="Focal Length (px)", min=1.0, max=100000.0, default=1000.0)
-    # Reconstruction
-    mesh: EnumProperty(name="Mesh", items=MESH_MODES, default="TEMPLATE")
-    density: EnumProperty(name="Density", items=DENSITIES, default="HIGH")
+    # The capture and reconstruction options are added from the schema below the class.
     animation: EnumProperty(name="Animation", items=ANIMATION_MODES, default="POINT_CACHE")
-    smooth: BoolProperty(name="Smooth Motion", default=True, description="Temporal smoothing of the motion")
-    points: StringProperty(
-        name="Points",
-        description="Extra tracked points, separated by spaces: names, canonical X,Y,Z or pixel:FRAME:X:Y",
-    )
     # Rig (driven by rig_props; edited by the rig panel)
     rig_armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature)
     rig_bindings: CollectionProperty(type=FACEANYTHING_PG_rig_binding)
@@ -99,6 +75,38 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
     last_result: StringProperty(options=NOT_ANIMATABLE)
     capture_dir: StringProperty(subtype="DIR_PATH", options=NOT_ANIMATABLE)
 
+
+def panel_options() -> tuple:
+    """The schema's options that the panel shows, in the schema's order."""
+    return tuple(option for option in schema.OPTIONS if option.panel)
+
+
+def option_property(option):
+    """The Blender property of one schema option: an enum of its choices, a checkbox or a text field."""
+    common = {"name": option.label, "description": option.help_text()}
+    if option.kind == schema.CHOICE:
+        items = [(choice, choice.title(), "") for choice in option.choices]
+        return EnumProperty(items=items, default=option.default, **common)
+    if option.kind == schema.FLAG:
+        return BoolProperty(default=option.default, **common)
+    if option.kind in (schema.TEXT, schema.TEXT_LIST):
+        return StringProperty(default="", **common)
+    raise TypeError(f"option {option.name} of kind {option.kind} has no panel property")
+
+
+def panel_values(settings) -> dict:
+    """The panel's option values as the runtime takes them (an empty text is "not given")."""
+    values = {}
+    for option in panel_options():
+        value = getattr(settings, option.name)
+        if option.kind in (schema.TEXT, schema.TEXT_LIST):
+            value = value.strip() or None
+        values[option.name] = value
+    return values
+
+
+for _option in panel_options():
+    FACEANYTHING_PG_settings.__annotations__[_option.name] = option_property(_option)
 
 classes = (FACEANYTHING_PG_settings,)
 

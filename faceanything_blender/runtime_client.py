@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runtime_paths import RUNTIME_PACKAGE, load_protocol
+from .runtime_paths import RUNTIME_PACKAGE, UserError, runtime_module
 
 STDERR_LINES_KEPT = 200
 LOG_TAIL_LINES = 12
@@ -40,13 +40,8 @@ FINAL_STAGES = {
 _live_clients: weakref.WeakSet[RuntimeClient] = weakref.WeakSet()
 
 
-class RuntimeStartError(Exception):
+class RuntimeStartError(UserError):
     """The runtime process could not be started; the message names the interpreter."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 def runtime_environment(source_root: Path) -> dict[str, str]:
@@ -100,7 +95,7 @@ class RuntimeClient:
         self.python = Path(python)
         self.source_root = Path(source_root)
         self.log_path = log_path
-        self.protocol = load_protocol(self.source_root)
+        self.protocol = runtime_module("protocol")
         self.runtime_version: str | None = None
         self._process: subprocess.Popen | None = None
         self._events: queue.Queue[dict] = queue.Queue()

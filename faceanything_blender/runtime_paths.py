@@ -1,4 +1,5 @@
-"""Where the model runtime lives: its source folder, its interpreter, and its protocol module.
+"""Where the model runtime lives: its source folder, its interpreter, and the runtime modules the
+add-on shares with it (`runtime_module`).
 
 Two layouts are supported. Installed from the extension zip, the runtime package sits inside the
 add-on folder (``<addon>/model_runtime``). In a development checkout it sits beside it
@@ -10,10 +11,9 @@ This module does not import bpy at import time, so the headless tools and tests 
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import sys
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -22,19 +22,8 @@ RUNTIME_PACKAGE = "model_runtime"
 DEV_VENV_NAME = ".venv-runtime"
 USER_VENV_NAME = "runtime-venv"
 USER_CACHE_NAME = "cache"
-
-
-class HintedError(Exception):
-    """A failure the user can act on: `message` says what went wrong, `hint` what to do."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-class RuntimeNotFound(HintedError):
-    """The runtime's source or interpreter cannot be found."""
+SHARED_PACKAGE = "faceanything_runtime"
+"""The name the runtime's shared modules are loaded under in Blender's Python."""
 
 
 def runtime_source_root(addon_dir: Path = ADDON_DIR) -> Path:
@@ -42,10 +31,34 @@ def runtime_source_root(addon_dir: Path = ADDON_DIR) -> Path:
     for root in (addon_dir, addon_dir.parent):
         if (root / RUNTIME_PACKAGE / "__init__.py").is_file():
             return root
-    raise RuntimeNotFound(
-        f"The runtime package ({RUNTIME_PACKAGE}) is missing from {addon_dir}.",
-        "Reinstall the extension from a zip made by `make extension`.",
+    raise ImportError(
+        f"The runtime package ({RUNTIME_PACKAGE}) is missing from {addon_dir}. "
+        "Reinstall the extension from a zip made by `make extension`."
     )
+
+
+def runtime_module(stem: str) -> ModuleType:
+    """``model_runtime/<stem>.py`` as ``faceanything_runtime.<stem>``, loaded from the runtime's own file.
+
+    Blender's Python cannot import the runtime package (its dependencies live in another
+    environment), but the modules both sides share (`protocol`, `option_schema`, `errors`,
+    `frame_numbers`, `reconstruction_format`) use only the standard library and numpy. They are
+    loaded as modules of a package that points at the runtime's folder without running its
+    ``__init__``, so their relative imports of each other work and both sides share one definition.
+    """
+    if SHARED_PACKAGE not in sys.modules:
+        package = ModuleType(SHARED_PACKAGE)
+        package.__path__ = [str((runtime_source_root() / RUNTIME_PACKAGE).resolve())]
+        sys.modules[SHARED_PACKAGE] = package
+    return importlib.import_module(f"{SHARED_PACKAGE}.{stem}")
+
+
+UserError = runtime_module("errors").UserError
+"""The one error type with a message and a hint, on both sides."""
+
+
+class RuntimeNotFound(UserError):
+    """The runtime's interpreter cannot be found."""
 
 
 def is_dev_checkout(addon_dir: Path = ADDON_DIR) -> bool:
@@ -82,6 +95,30 @@ def default_cache_dir(package: str) -> Path:
     return Path(bpy.utils.extension_path_user(package, path=USER_CACHE_NAME, create=True))
 
 
+def get_preferences(context=None):
+    """The add-on's preferences (`prefs.FACEANYTHING_AddonPreferences`)."""
+    import bpy
+
+    return (context or bpy.context).preferences.addons[__package__].preferences
+
+
+def preferred_runtime_python(preferences) -> tuple[Path, str]:
+    """The interpreter the preferences lead to, and where it came from (raises RuntimeNotFound)."""
+    import bpy
+
+    chosen = preferences.runtime_python.strip()
+    return resolve_runtime_python(bpy.path.abspath(chosen) if chosen else "", __package__)
+
+
+def preferred_cache_dir(preferences) -> Path:
+    """The preferences' cache folder, or the extension's user folder when it is empty."""
+    import bpy
+
+    if preferences.cache_dir.strip():
+        return Path(bpy.path.abspath(preferences.cache_dir.strip()))
+    return default_cache_dir(__package__)
+
+
 def resolve_runtime_python(preference: str, package: str, addon_dir: Path = ADDON_DIR) -> tuple[Path, str]:
     """The interpreter to run the runtime with, and where that choice came from.
 
@@ -101,18 +138,3 @@ def resolve_runtime_python(preference: str, package: str, addon_dir: Path = ADDO
         "Open Preferences > Add-ons > Face Anything and press Set up runtime, "
         "or set Runtime interpreter to a Python that has the runtime's requirements.",
     )
-
-
-def load_protocol(source_root: Path | None = None) -> ModuleType:
-    """The runtime's own ``protocol.py``, loaded from its file (the add-on cannot import the runtime package)."""
-    return _load_module_file(((source_root or runtime_source_root()) / RUNTIME_PACKAGE / "protocol.py").resolve())
-
-
-@cache
-def _load_module_file(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("faceanything_runtime_protocol", path)
-    if spec is None or spec.loader is None or not path.is_file():
-        raise RuntimeNotFound(f"Cannot load the runtime protocol from {path}.", "Reinstall the extension.")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -57,7 +57,7 @@ def scene(addon, tmp_path):
     preferences = addon.prefs.get_preferences()
     preferences.cache_dir = str(tmp_path / "cache")
     yield created
-    addon.operators.abort_capture()
+    addon.capture_job.abort_capture()
     preferences.runtime_python = ""
     preferences.cache_dir = ""
     window.scene = previous
@@ -105,7 +105,7 @@ def pump_until_done(operators) -> int:
     """Drive the capture timer as Blender would, until it stops; returns how many times it ran."""
     deadline = time.monotonic() + PUMP_GUARD_S
     calls = 0
-    while operators.pump_capture() is not None:
+    while capture_job.pump_capture() is not None:
         calls += 1
         assert time.monotonic() < deadline, "the capture did not end (hang guard)"
         time.sleep(0.02)

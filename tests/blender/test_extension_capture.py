@@ -77,7 +77,7 @@ def draw_panel(addon) -> list:
 def test_capture_runs_to_the_end_and_builds_on_the_main_thread(addon, scene, settings, builder, footage):
     settings.animation = "SHAPE_KEYS"
     assert bpy.ops.faceanything.capture() == {"FINISHED"}
-    assert addon.operators.is_capturing() and settings.status == "RUNNING"
+    assert addon.capture_job.is_capturing() and settings.status == "RUNNING"
     pump_until_done(addon.operators)
     assert settings.status == "DONE", settings.last_error
     [call] = builder
@@ -87,7 +87,7 @@ def test_capture_runs_to_the_end_and_builds_on_the_main_thread(addon, scene, set
     assert call["footage"] == str(footage) and call["animation"] == "SHAPE_KEYS"
     assert str(call["capture_dir"]) == settings.capture_dir
     assert (call["capture_dir"] / "reconstruction" / "header.json").is_file()
-    assert not addon.operators.is_capturing()
+    assert not addon.capture_job.is_capturing()
 
 
 def test_capture_folder_is_in_the_cache_and_keyed_by_the_footage(addon, scene, settings, builder, tmp_path):
@@ -110,7 +110,7 @@ def test_request_follows_the_panel_settings(addon, scene, settings):
     settings.mesh, settings.density, settings.smooth = "DENSE", "LOW", False
     settings.points = "nose_tip 0.01,0.02,0.03"
     preferences = addon.prefs.get_preferences()
-    fields = addon.operators.capture_fields(settings, preferences, addon.operators.Path("/in.mp4"),
+    fields = addon.capture_request.capture_fields(settings, preferences, addon.operators.Path("/in.mp4"),
                                             addon.operators.Path("/out"))
     assert fields == {
         "input": "/in.mp4", "output": "/out", "frames": "10:20:2", "focal": "28mm", "backend": "mediapipe",
@@ -122,7 +122,7 @@ def test_request_follows_the_panel_settings(addon, scene, settings):
 def test_cancel_keeps_the_capture_and_capture_resumes_it(addon, scene, settings, builder, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_RUNTIME_HOLD", str(tmp_path / "never"))
     bpy.ops.faceanything.capture()
-    wait_for(lambda: addon.operators.pump_capture() and settings.frames_done >= 2, "two frames")
+    wait_for(lambda: addon.capture_job.pump_capture() and settings.frames_done >= 2, "two frames")
     assert bpy.ops.faceanything.cancel() == {"FINISHED"}
     pump_until_done(addon.operators)
     assert settings.status == "CANCELLED" and "resume" in settings.last_hint
@@ -140,8 +140,8 @@ def test_cancel_keeps_the_capture_and_capture_resumes_it(addon, scene, settings,
 def test_a_killed_runtime_shows_its_last_messages(addon, scene, settings, builder, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_RUNTIME_HOLD", str(tmp_path / "never"))
     bpy.ops.faceanything.capture()
-    wait_for(lambda: addon.operators.pump_capture() and settings.frames_done >= 2, "two frames")
-    addon.operators._capture.job.client._process.kill()
+    wait_for(lambda: addon.capture_job.pump_capture() and settings.frames_done >= 2, "two frames")
+    addon.capture_job._capture.job.client._process.kill()
     pump_until_done(addon.operators)
     assert settings.status == "ERROR"
     assert "was killed by SIGKILL" in settings.last_error
@@ -156,7 +156,7 @@ def test_a_wrong_interpreter_path_is_reported(addon, scene, settings, tmp_path):
         bpy.ops.faceanything.capture()
     assert settings.status == "ERROR"
     assert str(tmp_path / "python3.11") in settings.last_error
-    assert not addon.operators.is_capturing()
+    assert not addon.capture_job.is_capturing()
 
 
 def test_missing_footage_is_reported(addon, scene, settings, tmp_path):
@@ -192,10 +192,10 @@ def test_a_failed_scene_build_keeps_the_capture(addon, scene, settings, builder,
 def test_loading_another_file_stops_the_capture(addon, scene, settings, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_RUNTIME_HOLD", str(tmp_path / "never"))
     bpy.ops.faceanything.capture()
-    client = addon.operators._capture.job.client
+    client = addon.capture_job._capture.job.client
     addon.cancel_capture_on_load(None)
-    assert not addon.operators.is_capturing()
-    assert not bpy.app.timers.is_registered(addon.operators.pump_capture)
+    assert not addon.capture_job.is_capturing()
+    assert not bpy.app.timers.is_registered(addon.capture_job.pump_capture)
     wait_for(lambda: not client.running, "the runtime's exit")
 
 
@@ -206,7 +206,7 @@ def test_panel_draws_in_every_state(addon, scene, settings, builder, tmp_path, m
 
     monkeypatch.setenv("FAKE_RUNTIME_HOLD", str(tmp_path / "never"))
     bpy.ops.faceanything.capture()
-    wait_for(lambda: addon.operators.pump_capture() and settings.frames_done >= 2, "two frames")
+    wait_for(lambda: addon.capture_job.pump_capture() and settings.frames_done >= 2, "two frames")
     running = draw_panel(addon)
     [progress] = [args for name, args in running if name == "progress"]
     assert progress["type"] == "BAR" and progress["factor"] == pytest.approx(2 / 6)
@@ -217,7 +217,7 @@ def test_panel_draws_in_every_state(addon, scene, settings, builder, tmp_path, m
     pump_until_done(addon.operators)
     assert "Cancelled at 2/6 frames" in texts(draw_panel(addon))
 
-    addon.operators._capture = None
+    addon.capture_job._capture = None
     settings.status = "RUNNING"  # saved while running, then reopened: nothing runs any more
     assert "interrupted" in texts(draw_panel(addon))
 
@@ -243,7 +243,7 @@ def test_preferences_draw_with_setup_and_health_states(addon, scene, fake_runtim
     preferences = addon.prefs.get_preferences()
     preferences.runtime_python = str(fake_runtime_python)
     assert bpy.ops.faceanything.check_runtime() == {"FINISHED"}
-    wait_for(lambda: addon.operators.pump_runtime_tasks() is None, "the health answer")
+    wait_for(lambda: addon.runtime_tasks.pump_runtime_tasks() is None, "the health answer")
     calls = []
     addon.ui.draw_preferences(PreferencesWithLayout(preferences, RecordingLayout(calls)), bpy.context)
     shown = texts(calls)
@@ -281,13 +281,13 @@ def test_escape_cancels_a_capture_started_from_the_panel(addon, scene, settings,
 
     operator = CaptureOperator()
     bpy.ops.faceanything.capture()
-    wait_for(lambda: addon.operators.pump_capture() and settings.frames_done >= 2, "two frames")
+    wait_for(lambda: addon.capture_job.pump_capture() and settings.frames_done >= 2, "two frames")
     assert operator.modal(bpy.context, SimpleNamespace(type="MOUSEMOVE", value="NOTHING")) == {"PASS_THROUGH"}
     assert operator.modal(bpy.context, SimpleNamespace(type="ESC", value="PRESS")) == {"RUNNING_MODAL"}
     pump_until_done(addon.operators)
     assert operator.modal(bpy.context, SimpleNamespace(type="TIMER", value="NOTHING")) == {"CANCELLED"}
     assert settings.status == "CANCELLED"
-    assert operator.reports == [({"WARNING"}, f"Capture cancelled. {addon.operators.RESUME_HINT}")]
+    assert operator.reports == [({"WARNING"}, f"Capture cancelled. {addon.capture_job.RESUME_HINT}")]
 
 
 def test_rig_section_draws_with_and_without_an_armature(addon, scene):
@@ -310,9 +310,9 @@ addon = sys.modules[enable_checkout()]
 addon.prefs.get_preferences().runtime_python = sys.argv[1]
 bpy.context.scene.faceanything.footage_file = sys.argv[2]
 bpy.ops.faceanything.capture()
-while addon.operators.pump_capture() and bpy.context.scene.faceanything.frames_done < 2:
+while addon.capture_job.pump_capture() and bpy.context.scene.faceanything.frames_done < 2:
     pass
-print("RUNTIME", addon.operators._capture.job.client._process.pid, flush=True)
+print("RUNTIME", addon.capture_job._capture.job.client._process.pid, flush=True)
 """
 
 

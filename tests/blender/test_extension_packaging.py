@@ -92,7 +92,7 @@ def start_capture(module):
     module.prefs.get_preferences().runtime_python = fake_python
     bpy.context.scene.faceanything.footage_file = footage
     bpy.ops.faceanything.capture()
-    return module.operators._capture.job.client
+    return module.capture_job._capture.job.client
 
 report = {"before": leftovers(), "cycles": []}
 bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
@@ -104,7 +104,7 @@ report["runtime_source_root"] = str(module.runtime_paths.runtime_source_root())
 report["addon_dir"] = str(Path(module.__file__).parent)
 for cycle in range(2):
     client = start_capture(module)
-    while module.operators.pump_capture() and bpy.context.scene.faceanything.frames_done < 2:
+    while module.capture_job.pump_capture() and bpy.context.scene.faceanything.frames_done < 2:
         time.sleep(0.02)
     running = {"enabled": leftovers(module), "runtime_running": client.running}
     addon_utils.disable(PACKAGE, default_set=True)

@@ -82,7 +82,7 @@ def test_user_folders_belong_to_the_extension(addon):
 
 
 def test_capture_folders_are_keyed_by_footage_and_capture_settings(addon, tmp_path):
-    capture_folder_for = addon.operators.capture_folder_for
+    capture_folder_for = addon.capture_request.capture_folder_for
     footage = tmp_path / "My Clip (1).mp4"
     footage.write_bytes(b"frames")
     settings = {"backend": "mediapipe", "frames": None, "mesh": "template"}

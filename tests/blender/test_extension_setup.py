@@ -100,4 +100,4 @@ def test_setup_operator_asks_for_online_access_first(addon, scene):
     assert not bpy.app.online_access
     with pytest.raises(RuntimeError, match="online access is off"):
         bpy.ops.faceanything.setup_runtime()
-    assert addon.operators.setup_state() is None
+    assert addon.runtime_tasks.setup_state() is None
