@@ -24,6 +24,7 @@ the missing ones.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -114,12 +115,11 @@ def write_frame(capture_dir: Path, index: int, maps: FrameMaps) -> None:
 def read_frame(capture_dir: Path, index: int, frame_size: tuple[int, int], optional: bool = True) -> FrameMaps:
     """Load one frame's maps (float32) as written by `write_frame`. `optional=False` leaves
     ``landmarks2d``, ``landmarks3d`` and ``head_pose`` None without reading them (reconstruction
-    needs none of them). A damaged or incomplete frame file (zipfile checks every member's CRC)
-    raises a `CaptureFolderError` naming it."""
+    needs none of them). A damaged or incomplete frame file raises a `CaptureFolderError` naming it."""
     path = frame_path(capture_dir, index)
     try:
-        with np.load(path) as stored:
-            return _frame_maps(stored, frame_size, _OPTIONAL_ARRAYS if optional else ())
+        stored = _read_arrays(path, optional)
+        return _frame_maps(stored, frame_size)
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise CaptureFolderError(
             f"frame {index} of {capture_dir} cannot be read ({path.name}: {exc})",
@@ -127,9 +127,22 @@ def read_frame(capture_dir: Path, index: int, frame_size: tuple[int, int], optio
         ) from exc
 
 
-def _frame_maps(stored, frame_size: tuple[int, int], optional_names: tuple[str, ...]) -> FrameMaps:
-    """The maps in an open frame file, with the optional arrays among `optional_names` that it holds."""
-    extras = {name: stored[name] if name in optional_names and name in stored else None for name in _OPTIONAL_ARRAYS}
+def _read_arrays(path: Path, optional: bool) -> dict[str, np.ndarray]:
+    """The arrays of one frame file: every member, or all but the optional ones. Each member is
+    read whole, and its CRC checked by zipfile, before numpy parses it (through `np.load`, a
+    damaged array header fails in numpy's header parser, with errors such as tokenize's, before
+    the CRC is checked)."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            name = member.removesuffix(".npy")
+            if optional or name not in _OPTIONAL_ARRAYS:
+                arrays[name] = np.lib.format.read_array(io.BytesIO(archive.read(member)))
+    return arrays
+
+
+def _frame_maps(stored: dict[str, np.ndarray], frame_size: tuple[int, int]) -> FrameMaps:
+    extras = {name: stored.get(name) for name in _OPTIONAL_ARRAYS}
     if not bool(stored["has_face"]):
         maps = FrameMaps.empty(stored["intrinsics"], frame_size)
         for name, value in extras.items():
