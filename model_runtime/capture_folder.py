@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import struct
 import tempfile
 import zipfile
 import zlib
@@ -126,15 +125,33 @@ def write_frame(capture_dir: Path, index: int, maps: FrameMaps) -> None:
 def read_frame(capture_dir: Path, index: int, frame_size: tuple[int, int], optional: bool = True) -> FrameMaps:
     """Load one frame's maps (float32) as written by `write_frame`. `optional=False` leaves
     ``landmarks2d``, ``landmarks3d`` and ``head_pose`` None without reading them (reconstruction
-    needs none of them)."""
+    needs none of them). A damaged or incomplete frame file raises a `CaptureFolderError` naming it."""
     path = frame_path(capture_dir, index)
     try:
         stored = _read_arrays(path, optional)
-    except (OSError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        return _frame_maps(stored, frame_size)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise CaptureFolderError(
             f"frame {index} of {capture_dir} cannot be read ({path.name}: {exc})",
             "Delete that frame file and run the capture again; only missing frames are recomputed.",
         ) from exc
+
+
+def _read_arrays(path: Path, optional: bool) -> dict[str, np.ndarray]:
+    """The arrays of one frame file: every member, or all but the optional ones. Each member is
+    read whole, and its CRC checked by zipfile, before numpy parses it (through `np.load`, a
+    damaged array header fails in numpy's header parser, with errors such as tokenize's, before
+    the CRC is checked)."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.namelist():
+            name = member.removesuffix(".npy")
+            if optional or name not in _OPTIONAL_ARRAYS:
+                arrays[name] = np.lib.format.read_array(io.BytesIO(archive.read(member)))
+    return arrays
+
+
+def _frame_maps(stored: dict[str, np.ndarray], frame_size: tuple[int, int]) -> FrameMaps:
     extras = {name: stored.get(name) for name in _OPTIONAL_ARRAYS}
     if not bool(stored["has_face"]):
         maps = FrameMaps.empty(stored["intrinsics"], frame_size)
@@ -154,36 +171,6 @@ def read_frame(capture_dir: Path, index: int, frame_size: tuple[int, int], optio
         window=tuple(int(v) for v in stored["window"]),
         **extras,
     )
-
-
-def _read_arrays(path: Path, optional: bool) -> dict[str, np.ndarray]:
-    """The arrays of one frame file: every member, or all but the optional ones. The file is
-    read in one go and each member inflated in one call, CRC checked (zipfile's streaming reader
-    costs about a tenth of a frame's read)."""
-    data = path.read_bytes()
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = archive.infolist()
-    arrays = {}
-    for member in members:
-        name = member.filename.removesuffix(".npy")
-        if optional or name not in _OPTIONAL_ARRAYS:
-            arrays[name] = np.lib.format.read_array(io.BytesIO(_member_bytes(data, member)))
-    return arrays
-
-
-def _member_bytes(data: bytes, member: zipfile.ZipInfo) -> bytes:
-    name_length, extra_length = struct.unpack_from("<HH", data, member.header_offset + 26)  # local file header
-    start = member.header_offset + 30 + name_length + extra_length
-    stored = memoryview(data)[start : start + member.compress_size]
-    if member.compress_type == zipfile.ZIP_DEFLATED:
-        content = zlib.decompress(stored, -15)
-    elif member.compress_type == zipfile.ZIP_STORED:
-        content = bytes(stored)
-    else:
-        raise zipfile.BadZipFile(f"{member.filename} is compressed with method {member.compress_type}")
-    if zlib.crc32(content) != member.CRC:
-        raise zipfile.BadZipFile(f"{member.filename} is damaged (bad CRC)")
-    return content
 
 
 class CaptureFolder:

@@ -193,13 +193,4 @@ def serve() -> int:
     protocol_out = open(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    # Reconstruction's frame readers must not be forked from this threaded process; they come
-    # from a fork server, started beside the first requests.
-    threading.Thread(target=_start_forkserver, name="start-forkserver", daemon=True).start()
     return Server(stdin, protocol_out).serve()
-
-
-def _start_forkserver() -> None:
-    from .reconstruct.reading import start_forkserver
-
-    start_forkserver()

@@ -101,8 +101,8 @@ def test_capture_and_reconstruct_in_one_request(runtime, grid_clip, tmp_path):
             break
     assert [(m["stage"], m["total"]) for m in started] == [("capture", None), ("reconstruct", 24)]
     served = load_reconstruction(message["summary"]["reconstruction_dir"], memory_map=False)
-    here = load_reconstruction(reconstruct(output, ReconstructOptions(density="low"), reader="thread"), memory_map=False)
-    np.testing.assert_array_equal(served.vertices, here.vertices)  # the server's reader is a process
+    here = load_reconstruction(reconstruct(output, ReconstructOptions(density="low")), memory_map=False)
+    np.testing.assert_array_equal(served.vertices, here.vertices)
 
 
 def test_cancel_stops_within_a_frame_and_leaves_a_resumable_capture(runtime, grid_clip, tmp_path):

@@ -3,7 +3,7 @@ head pose out (the layout is in `model_runtime/reconstruction_format.py`).
 
 Modules: `options` (what the user chooses), `mesh` (template subdivision, dense seeding),
 `tracking` (canonical look-up in one frame), `pose` (rigid head pose), `sequence` (the tracking
-pass over the clip), `reading` (frames read and indexed ahead of the tracker), `store` (the
+pass over the clip), `reading` (frames read and indexed by a thread ahead of the tracker), `store` (the
 clip's tracks on disk), `fill` (unseen vertices and frames), `smoothing`, `points` (named and
 user points), `pipeline` (`reconstruct`), `export` (CSV, OBJ, PLY), `synthetic` (captures with
 known motion for tests and benchmarks), `benchmark` (the measurements behind the defaults).

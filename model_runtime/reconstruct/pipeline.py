@@ -11,14 +11,17 @@ Three passes, none holding the clip in memory (each works on a part bounded by `
    ``vertices.npy`` is written front to back.
 
 Everything is written to a temporary folder beside the old reconstruction and swapped in at the
-end, so a cancelled or failed run leaves the previous reconstruction untouched.
+end, so a cancelled or failed run leaves the previous reconstruction untouched. A killed run
+cannot remove its temporary folder; the next run on the capture does (`_work_folder`).
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -39,7 +42,7 @@ from .mesh import Mesh, dense_mesh, rigid_vertices, template_mesh
 from .options import ReconstructOptions
 from .points import PointSet, resolve_points
 from .pose import interpolate_poses
-from .reading import FrameReader, keep_freed_memory
+from .reading import FrameReader
 from .sequence import TrackedClip, track_clip
 from .store import TrackStore
 from .smoothing import smooth_poses, smooth_series, window_frames
@@ -60,7 +63,6 @@ def reconstruct(
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     template=None,
-    reader: str | None = None,
 ) -> Path:
     """Reconstruct the capture in `capture_dir`; returns the reconstruction folder.
 
@@ -68,17 +70,13 @@ def reconstruct(
     object with its attributes, in the capture's canonical space); by default the shipped
     template is loaded when the capture's canonical space is `CANONICAL_SPACE_ID`.
     `progress(done, total)` is called per frame; `should_cancel()` is polled per frame and per
-    block, and a True answer raises `Cancelled` (the previous reconstruction stays). `reader`
-    forces how frames are read ahead of the tracker (`reading.FrameReader`); the result is the
-    same whichever reads them. It leaves glibc keeping freed memory for reuse in this process
-    (`reading.keep_freed_memory`).
+    block, and a True answer raises `Cancelled` (the previous reconstruction stays).
     """
     options = options or ReconstructOptions()
     capture = CaptureFolder(Path(capture_dir))
     _check_complete(capture)
     template = _template_for(capture, options, template)
-    keep_freed_memory()
-    with FrameReader(capture, reader) as frames:  # reads ahead while the mesh and points are made
+    with FrameReader(capture) as frames:  # reads ahead while the mesh and points are made
         reference_frame = None
         if options.mesh == "template":
             mesh = template_mesh(template, options.density)
@@ -88,12 +86,9 @@ def reconstruct(
         points = resolve_points(options.points, template, options.mesh == "template", capture)
         settings = options.settings() | {"reference_frame": reference_frame, "smoothing_window": window_frames(_fps(capture))}
         target = reconstruction_dir(capture.path)
-        partial = Path(tempfile.mkdtemp(dir=capture.path, prefix=f".{target.name}.partial-"))
-        try:
+        with _work_folder(target) as partial:
             _reconstruct_into(partial, capture, frames, options, mesh, rigid_vertices(mesh, template), points, settings, progress, should_cancel)
             _replace(target, partial)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
@@ -312,6 +307,57 @@ def _reference_frame(capture: CaptureFolder, options: ReconstructOptions) -> int
         if capture.frame(index).has_face:
             return index
     raise UserError(f"no frame of {capture.path} has a face", "Capture footage with a face in it.", code="no_face")
+
+
+@contextlib.contextmanager
+def _work_folder(target: Path) -> Iterator[Path]:
+    """A new temporary folder beside `target`, removed afterwards. The run holds a lock on a file
+    beside it (``.partial-*.lock``) while it lives, which the system releases however the run
+    ends; folders that killed runs left behind are removed first, those of runs still working
+    on the same capture are not."""
+    _remove_abandoned(target)
+    fd, lock_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.partial-", suffix=".lock")
+    folder = Path(lock_name.removesuffix(".lock"))
+    try:
+        with open(fd, "a+b") as lock:
+            _try_lock(lock)  # a new file: nobody else holds it
+            folder.mkdir()
+            yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        Path(lock_name).unlink(missing_ok=True)
+
+
+def _remove_abandoned(target: Path) -> None:
+    """Remove the temporary folders next to `target` that killed runs left: the old
+    reconstruction `_replace` moved aside, and work folders whose lock nobody holds."""
+    for leftover in target.parent.glob(f".{target.name}.old-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for path in target.parent.glob(f".{target.name}.partial-*"):
+        lock_path = path.with_name(path.name.removesuffix(".lock") + ".lock")
+        if lock_path.exists():
+            with open(lock_path, "a+b") as lock:
+                if not _try_lock(lock):
+                    continue  # a run in progress
+        shutil.rmtree(lock_path.with_name(lock_path.name.removesuffix(".lock")), ignore_errors=True)
+        lock_path.unlink(missing_ok=True)
+
+
+def _try_lock(handle) -> bool:
+    """Lock the open file `handle` for this process until it is closed (or the process ends,
+    however it ends); False when another process holds the lock."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 def _replace(target: Path, new: Path) -> None:

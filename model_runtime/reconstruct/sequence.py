@@ -1,7 +1,7 @@
 """Pass 1 of a reconstruction: every frame of the capture, in order, looked up and posed.
 
-Frames stream through: the next ones are read, decompressed and indexed (`CanonicalLookup`) beside
-the tracker while the current one is tracked (reading.py), and results leave memory every
+Frames stream through: the next ones are read, decompressed and indexed (`CanonicalLookup`) by a
+thread while the current one is tracked (reading.py), and results leave memory every
 `FLUSH_FRAMES` frames: positions and seen flags for the track store (store.py), confidences and
 filled flags, which are final, for the reconstruction's own files. What stays in memory per frame
 is small (pose, intrinsics, the few points tracked on their own).
@@ -70,25 +70,22 @@ def track_clip(
     rows = _FrameBuffer(store, writer, vertex_count)
     poses = HeadPoses(queries[:vertex_count], pose_rows, clip.poses)
     motion = _PixelMotion(len(queries))
-    try:
-        for index, (intrinsics, lookup) in enumerate(frames):
-            if should_cancel and should_cancel():
-                raise Cancelled()
-            clip.intrinsics[index] = intrinsics
-            track = lookup.track(queries, radius, motion.guess()) if lookup is not None else None
-            if track is None or not poses.add(index, track.positions[:vertex_count], track.confidence[:vertex_count]):
-                motion.forget()
-                rows.add(np.zeros((vertex_count, 3)), np.zeros(vertex_count), np.zeros(vertex_count, bool))
-            else:
-                motion.update(track.pixels, track.seen)
-                clip.tracked[index] = True
-                rows.add(track.positions[:vertex_count], track.confidence[:vertex_count], track.seen[:vertex_count])
-                clip.extra_positions[index] = track.positions[vertex_count:]
-                clip.extra_seen[index] = track.seen[vertex_count:]
-            if progress:
-                progress(index + 1, frame_count)
-    finally:
-        intrinsics = lookup = None  # may be views of the reader's shared memory, which closes after this
+    for index, (intrinsics, lookup) in enumerate(frames):
+        if should_cancel and should_cancel():
+            raise Cancelled()
+        clip.intrinsics[index] = intrinsics
+        track = lookup.track(queries, radius, motion.guess()) if lookup is not None else None
+        if track is None or not poses.add(index, track.positions[:vertex_count], track.confidence[:vertex_count]):
+            motion.forget()
+            rows.add(np.zeros((vertex_count, 3)), np.zeros(vertex_count), np.zeros(vertex_count, bool))
+        else:
+            motion.update(track.pixels, track.seen)
+            clip.tracked[index] = True
+            rows.add(track.positions[:vertex_count], track.confidence[:vertex_count], track.seen[:vertex_count])
+            clip.extra_positions[index] = track.positions[vertex_count:]
+            clip.extra_seen[index] = track.seen[vertex_count:]
+        if progress:
+            progress(index + 1, frame_count)
     rows.flush()
     poses.flush()
     return clip

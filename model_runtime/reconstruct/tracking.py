@@ -14,8 +14,8 @@ noise but blur the creases (twice the error at the template's vertices, measured
 clips and on MediaPipe's landmarks); noise is left to the temporal smoothing.
 
 The sums each pixel's fit needs depend on the frame alone, so `CanonicalLookup` makes them for
-every pixel when it is built, ahead of the tracker (reading.py); a look-up gathers them and solves
-the fit in a few element-wise steps.
+every pixel when it is built (reading.py builds it a few frames ahead of the tracker); a look-up
+gathers them and solves the fit in a few element-wise steps.
 
 Anchors come from where the caller expects each query (its motion over the last frames); a guess
 whose solution lies more than a pixel away moves towards it (at most `MAX_MOVES` times). Queries
@@ -65,7 +65,7 @@ class _Solution:
 
 class CanonicalLookup:
     """One frame's face pixels, indexed by canonical coordinate, with the sums every pixel's
-    plane fit needs. It is built in the reader (reading.py) and used in the tracker."""
+    plane fit needs."""
 
     def __init__(self, maps: FrameMaps):
         # The window grid padded by one pixel and flattened, so the 3x3 neighbours of a pixel
@@ -85,7 +85,7 @@ class CanonicalLookup:
         even = np.zeros(self.shape, bool)  # the tree holds every other face pixel in x and y
         even[1 + maps.window[1] % 2 : -1 : 2, 1 + maps.window[0] % 2 : -1 : 2] = True
         self._sparse = np.flatnonzero(self.face & even.ravel())
-        self._tree = None  # built by `build_tree`: in the reader when it has time to spare, else on first use
+        self._tree = None  # built on first use (a frame where every query has a guess needs none)
 
     def track(self, queries: np.ndarray, radius: float, guess: np.ndarray | None = None) -> FrameTrack:
         """Positions of the canonical coordinates `queries` (n, 3) in this frame; `guess` (n, 2)
@@ -133,16 +133,12 @@ class CanonicalLookup:
             pending = pending[move | ~(from_tree[pending] | good)]
         return FrameTrack(solved[:, :3], solved[:, 3:5], solved[:, 5], seen)
 
-    def build_tree(self) -> None:
-        """The cKDTree of every other face pixel in x and y, by canonical coordinate."""
-        if self._tree is None:
-            self._tree = cKDTree(self.canonical[self._sparse], leafsize=64, balanced_tree=False, compact_nodes=False, copy_data=False)
-
     def _nearest(self, queries: np.ndarray, radius: float) -> np.ndarray:
         """Anchors from the tree: the flat index of the face pixel canonically nearest each query
         (the tree holds every other pixel in x and y, so it is 4x cheaper to build, and the best
         pixel around its answer is taken), or -1 when none is within reach."""
-        self.build_tree()
+        if self._tree is None:
+            self._tree = cKDTree(self.canonical[self._sparse], leafsize=64, balanced_tree=False, compact_nodes=False, copy_data=False)
         _, nearest = self._tree.query(queries, k=1, distance_upper_bound=ANCHOR_REACH * radius)
         found = np.flatnonzero(nearest < len(self._sparse))
         anchor = np.full(len(queries), -1)
