@@ -54,7 +54,7 @@ def scene(addon, tmp_path):
     previous = window.scene
     created = bpy.data.scenes.new("FaceAnythingTest")
     window.scene = created
-    preferences = addon.prefs.get_preferences()
+    preferences = addon.runtime_paths.get_preferences()
     preferences.cache_dir = str(tmp_path / "cache")
     yield created
     addon.capture_job.abort_capture()

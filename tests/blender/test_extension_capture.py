@@ -7,6 +7,8 @@ here; test_extension_real_runtime.py runs the real one.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import os
 import subprocess
 import sys
@@ -52,7 +54,7 @@ def builder(addon, monkeypatch):
 
 @pytest.fixture
 def settings(addon, scene, footage, fake_runtime_python):
-    addon.prefs.get_preferences().runtime_python = str(fake_runtime_python)
+    addon.runtime_paths.get_preferences().runtime_python = str(fake_runtime_python)
     scene.faceanything.footage_file = str(footage)
     return scene.faceanything
 
@@ -98,25 +100,33 @@ def test_capture_folder_is_in_the_cache_and_keyed_by_the_footage(addon, scene, s
     bpy.ops.faceanything.capture()
     pump_until_done(addon.operators)
     assert settings.capture_dir == first
-    settings.use_frame_range = True
+    settings.frames = "1:3"
     bpy.ops.faceanything.capture()
     pump_until_done(addon.operators)
     assert settings.capture_dir != first
 
 
 def test_request_follows_the_panel_settings(addon, scene, settings):
-    settings.use_frame_range, settings.frame_first, settings.frame_last, settings.frame_step = True, 11, 20, 2
-    settings.focal_mode, settings.focal_mm = "MM", 28
-    settings.mesh, settings.density, settings.smooth = "DENSE", "LOW", False
+    settings.frames, settings.focal = "11:20:2", "28mm/23.5"
+    settings.mesh, settings.density, settings.smooth = "dense", "low", "off"
     settings.points = "nose_tip 0.01,0.02,0.03"
-    preferences = addon.prefs.get_preferences()
-    fields = addon.capture_request.capture_fields(settings, preferences, addon.operators.Path("/in.mp4"),
-                                            addon.operators.Path("/out"))
+    preferences = addon.runtime_paths.get_preferences()
+    options = addon.capture_request.option_values(settings, preferences)
+    fields = addon.capture_request.capture_fields(Path("/in.mp4"), Path("/out"), options)
     assert fields == {
-        "input": "/in.mp4", "output": "/out", "frames": "10:20:2", "focal": "28mm", "backend": "mediapipe",
-        "device": "auto", "mesh": "dense", "density": "low", "smooth": "off", "points": ["nose_tip", "0.01,0.02,0.03"],
+        "input": "/in.mp4", "output": "/out", "frames": "11:20:2", "focal": "28mm/23.5", "backend": "mediapipe",
+        "still_images": False, "device": "auto", "checkpoint": None, "backend_options": {}, "overwrite": True,
+        "mesh": "dense", "density": "low", "smooth": "off", "points": ["nose_tip", "0.01,0.02,0.03"],
+        "reference_frame": None, "radius": 0.002,
     }
-    addon.runtime_paths.load_protocol().request("capture_reconstruct", "r1", **fields)  # the runtime would accept it
+    addon.runtime_paths.runtime_module("protocol").request("capture_reconstruct", "r1", **fields)  # the runtime accepts it
+
+
+def test_a_setting_the_runtime_refuses_is_reported_with_its_message(addon, scene, settings, footage):
+    settings.focal = "28 inches"
+    assert bpy.ops.faceanything.capture() == {"CANCELLED"}
+    assert settings.status == "ERROR" and "28 inches" in settings.last_error
+    assert "35mm/23.5" in settings.last_hint
 
 
 def test_cancel_keeps_the_capture_and_capture_resumes_it(addon, scene, settings, builder, tmp_path, monkeypatch):
@@ -133,7 +143,7 @@ def test_cancel_keeps_the_capture_and_capture_resumes_it(addon, scene, settings,
     bpy.ops.faceanything.capture()
     pump_until_done(addon.operators)
     assert settings.status == "DONE" and settings.capture_dir == folder
-    log = (tmp_path / "cache" / "logs" / f"{addon.operators.Path(folder).name}.log").read_text()
+    log = (tmp_path / "cache" / "logs" / f"{Path(folder).name}.log").read_text()
     assert log.count("fake runtime: frame 0") == 1 and log.count("fake runtime: frame 5") == 1
 
 
@@ -151,7 +161,7 @@ def test_a_killed_runtime_shows_its_last_messages(addon, scene, settings, builde
 
 
 def test_a_wrong_interpreter_path_is_reported(addon, scene, settings, tmp_path):
-    addon.prefs.get_preferences().runtime_python = str(tmp_path / "python3.11")
+    addon.runtime_paths.get_preferences().runtime_python = str(tmp_path / "python3.11")
     with pytest.raises(RuntimeError, match="does not exist"):
         bpy.ops.faceanything.capture()
     assert settings.status == "ERROR"
@@ -240,7 +250,7 @@ def test_panel_draws_in_every_state(addon, scene, settings, builder, tmp_path, m
 
 
 def test_preferences_draw_with_setup_and_health_states(addon, scene, fake_runtime_python):
-    preferences = addon.prefs.get_preferences()
+    preferences = addon.runtime_paths.get_preferences()
     preferences.runtime_python = str(fake_runtime_python)
     assert bpy.ops.faceanything.check_runtime() == {"FINISHED"}
     wait_for(lambda: addon.runtime_tasks.pump_runtime_tasks() is None, "the health answer")
@@ -307,7 +317,7 @@ QUIT_WHILE_CAPTURING = r"""
 import sys, bpy
 from faceanything_blender.packaging import enable_checkout
 addon = sys.modules[enable_checkout()]
-addon.prefs.get_preferences().runtime_python = sys.argv[1]
+addon.runtime_paths.get_preferences().runtime_python = sys.argv[1]
 bpy.context.scene.faceanything.footage_file = sys.argv[2]
 bpy.ops.faceanything.capture()
 while addon.capture_job.pump_capture() and bpy.context.scene.faceanything.frames_done < 2:

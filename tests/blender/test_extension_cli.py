@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, wait_for
 
-from faceanything_blender.__main__ import CliError, parse_focal, parse_frames
+from faceanything_blender.__main__ import build_parser
 
 
 def run_cli(*arguments: str) -> subprocess.CompletedProcess:
@@ -21,21 +21,22 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_frame_ranges_follow_the_runtime_and_become_panel_frames():
-    assert parse_frames("0:75") == (1, 75, 1)
-    assert parse_frames("10:20:2") == (11, 20, 2)
-    for wrong in ("5", "a:b", "10:10", "-1:5", "0:5:0"):
-        with pytest.raises(CliError, match="--frames"):
-            parse_frames(wrong)
+@pytest.mark.parametrize("flag, value, shown", [
+    ("--frames", "5", "frames: '5' is not FIRST:LAST[:STEP]"),
+    ("--focal", "wide", "focal: cannot read the focal length 'wide'"),
+    ("--points", "pixel:1:2", "points: cannot read the point request 'pixel:1:2'"),
+])
+def test_options_the_runtime_refuses_fail_before_blender_starts_with_its_message(tmp_path, flag, value, shown):
+    footage = tmp_path / "clip.mp4"
+    footage.write_bytes(b"x")
+    done = run_cli(str(footage), "-o", str(tmp_path / "out.blend"), flag, value)
+    assert done.returncode == 1 and f"error: {shown}" in done.stderr and "hint:" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out.blend").exists()
 
 
-def test_focal_lengths():
-    assert parse_focal("unknown") == ("UNKNOWN", 0.0)
-    assert parse_focal("35mm") == ("MM", 35.0)
-    assert parse_focal("1200.5PX") == ("PX", 1200.5)
-    for wrong in ("35", "mm", "-3mm", "wide"):
-        with pytest.raises(CliError, match="--focal"):
-            parse_focal(wrong)
+def test_the_runtime_grammar_of_focal_lengths_is_accepted():
+    args = build_parser().parse_args(["capture", "in.mp4", "-o", "o.blend", "--focal", "35mm/23.5", "--frames", "1001:1100"])
+    assert (args.focal, args.frames) == ("35mm/23.5", "1001:1100")
 
 
 def test_missing_footage_fails_with_a_message(tmp_path):
@@ -57,7 +58,7 @@ def test_a_wrong_interpreter_fails_with_a_message(tmp_path):
 
 def test_capture_writes_the_blend_its_point_cache_and_a_preview(tmp_path, real_runtime_python, grid_clip):
     blend, preview = tmp_path / "out" / "demo.blend", tmp_path / "out" / "preview.png"
-    done = run_cli(str(grid_clip), "-o", str(blend), "--preview", str(preview), "--frames", "0:10",
+    done = run_cli(str(grid_clip), "-o", str(blend), "--preview", str(preview), "--frames", "1:10",
                    "--runtime-python", str(real_runtime_python), "--cache-dir", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert blend.is_file() and preview.stat().st_size > 0

@@ -31,7 +31,7 @@ def capture_job(python: Path, output: Path) -> RuntimeJob:
 
 
 def test_protocol_is_the_runtime_file():
-    protocol = runtime_paths.load_protocol()
+    protocol = runtime_paths.runtime_module("protocol")
     assert Path(protocol.__file__) == REPO / "model_runtime" / "protocol.py"
     assert RuntimeClient(Path(sys.executable), REPO).protocol is protocol
 

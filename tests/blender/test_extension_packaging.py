@@ -89,7 +89,7 @@ def leftovers(module=None):
     return state
 
 def start_capture(module):
-    module.prefs.get_preferences().runtime_python = fake_python
+    module.runtime_paths.get_preferences().runtime_python = fake_python
     bpy.context.scene.faceanything.footage_file = footage
     bpy.ops.faceanything.capture()
     return module.capture_job._capture.job.client

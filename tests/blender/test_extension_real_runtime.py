@@ -2,6 +2,8 @@
 (real reconstruction, real scene builder), cancel and resume, a killed runtime, Check runtime."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
 import pytest
 from conftest import pump_until_done, wait_for
@@ -9,7 +11,7 @@ from conftest import pump_until_done, wait_for
 
 @pytest.fixture
 def real_settings(addon, scene, real_runtime_python, grid_clip):
-    addon.prefs.get_preferences().runtime_python = str(real_runtime_python)
+    addon.runtime_paths.get_preferences().runtime_python = str(real_runtime_python)
     settings = scene.faceanything
     settings.footage_file = str(grid_clip)
     settings.use_frame_range = True
@@ -28,7 +30,7 @@ def test_capture_runs_to_the_end_and_builds_the_scene(addon, scene, real_setting
     finished = addon.capture_job.last_capture()
     assert finished.job.state.summaries["capture"]["frames"] == 12
     assert set(finished.job.state.stage_seconds) == {"capture", "reconstruct"}
-    capture_dir = addon.operators.Path(real_settings.capture_dir)
+    capture_dir = Path(real_settings.capture_dir)
     assert (capture_dir / "manifest.json").is_file() and (capture_dir / "reconstruction" / "header.json").is_file()
     made = addon.scene_writer.created_objects(finished.built)
     assert made and all(name in scene.objects for name in made)
@@ -41,7 +43,7 @@ def test_cancel_mid_run_leaves_a_capture_that_resumes(addon, scene, real_setting
     bpy.ops.faceanything.cancel()
     pump_until_done(addon.operators)
     assert real_settings.status == "CANCELLED", real_settings.last_error
-    frames = addon.operators.Path(real_settings.capture_dir) / "frames"
+    frames = Path(real_settings.capture_dir) / "frames"
     kept = len(list(frames.glob("*.npz")))
     assert 3 <= kept < 60
 
@@ -63,7 +65,7 @@ def test_a_killed_runtime_ends_the_capture_with_an_error(addon, scene, real_sett
 
 
 def test_check_runtime_shows_versions_backends_and_devices(addon, scene, real_runtime_python):
-    addon.prefs.get_preferences().runtime_python = str(real_runtime_python)
+    addon.runtime_paths.get_preferences().runtime_python = str(real_runtime_python)
     assert bpy.ops.faceanything.check_runtime() == {"FINISHED"}
     wait_for(lambda: addon.runtime_tasks.pump_runtime_tasks() is None, "the health answer")
     report = addon.runtime_tasks.health_job().state.result
