@@ -131,10 +131,10 @@ def run(report=None) -> str:
         text = "\n".join(lines) + "\n\n" + verdict(ratios)
     if report is not None:
         report.section("Speed and memory (capture: MediaPipe backend; reconstruction: 8k-vertex template)",
-                       text + "\n\nCapture frames/s run from opening the footage to the last frame written (MediaPipe's "
-                       "graph start included); importing MediaPipe, once per runtime process, is the column before. "
-                       f"Reconstruction frames/s (median of {RUNS} runs) run from the `reconstruct` call to the "
-                       "finished folder, on the capture of the same clip made just before.")
+                       text + "\n\nCapture frames/s run from opening the footage to the last frame written "
+                       "(MediaPipe's graph start included); importing MediaPipe, once per runtime process, is the "
+                       f"column before. Reconstruction frames/s (median of {RUNS} runs) run from the `reconstruct` "
+                       "call to the finished folder, on the capture of the same clip made just before.")
     return text
 
 
