@@ -1,7 +1,7 @@
 # Face Anything for Blender. Every target installs what it needs; nothing is installed by hand.
 #   make demo       capture the sample clip and write demo/demo.blend + demo/preview.png
 #   make test       the whole test suite (runtime tests, then Blender tests)
-#   make bench      speed, memory and accuracy benchmarks -> bench/report.md
+#   make bench      speed, memory, accuracy and scene benchmarks (bench/) -> bench/report.md, bench/scene.md
 #   make extension  the installable extension zip in build/
 PYTHON ?= python3
 RUNTIME_VENV := .venv-runtime
@@ -49,8 +49,8 @@ demo: runtime blender sample
 	$(BL) -m faceanything_blender capture $(SAMPLE) -o demo/demo.blend --preview demo/preview.png --cache-dir cache/captures
 
 bench: runtime blender
-	$(RT) -m model_runtime.bench
-	$(BL) -m faceanything_blender.bench
+	$(RT) -m bench
+	$(BL) -m bench.scene
 
 extension: blender
 	$(BL) -m faceanything_blender.packaging --output-dir build

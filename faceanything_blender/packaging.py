@@ -3,10 +3,11 @@
     python -m faceanything_blender.packaging --output-dir build
 
 The zip's layout is the add-on's files at the top, ``blender_manifest.toml`` and the runtime
-package ``model_runtime/`` inside (the runtime runs from there in its own environment). Caches,
-compiled files, tests and benchmarks stay out. A development checkout can also be turned into an extension
-without building anything (`enable_checkout`): the same layout made of links to the checkout,
-in a temporary extension repository. The headless CLI and the tests run the add-on that way.
+package ``model_runtime/`` inside (the runtime runs from there in its own environment). Both
+packages hold the product only (benchmarks live in bench/, tests and fixtures in tests/), so only
+compiled files, logs, hidden files and this builder are left out. A development checkout can also be turned
+into an extension without building anything (`enable_checkout`): the same layout made of links to
+the checkout, in a temporary extension repository. The headless CLI and the tests run the add-on that way.
 """
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ADDON_DIR_NAME = "faceanything_blender"
 RUNTIME_DIR_NAME = "model_runtime"
 MANIFEST_NAME = "blender_manifest.toml"
-EXCLUDED_NAMES = {"__pycache__", "tests", "bench", "bench.py", ".pytest_cache", ".ruff_cache", ".mypy_cache", "cache"}
+EXCLUDED_NAMES = {"__pycache__"}
+DEVELOPER_TOOLS = {"packaging.py"}
+"""Add-on files for developers only, left out of the extension: this builder. In the zip it would
+also shadow PyPI's `packaging` for the runtime, which runs with the extension's folder on its path."""
 EXCLUDED_SUFFIXES = {".pyc", ".pyo", ".log"}
 CHECKOUT_REPO_MODULE = "faceanything_checkout"
 
@@ -44,7 +48,8 @@ def manifest(repo_root: Path = REPO_ROOT) -> dict:
 def package_entries(repo_root: Path = REPO_ROOT) -> list[tuple[Path, str]]:
     """(source, name at the top of the extension) for everything the extension holds."""
     addon = repo_root / ADDON_DIR_NAME
-    entries = [(path, path.name) for path in sorted(addon.iterdir()) if not is_excluded(path)]
+    entries = [(path, path.name) for path in sorted(addon.iterdir())
+               if not is_excluded(path) and path.name not in DEVELOPER_TOOLS]
     entries.append((repo_root / MANIFEST_NAME, MANIFEST_NAME))
     entries.append((repo_root / RUNTIME_DIR_NAME, RUNTIME_DIR_NAME))
     return entries

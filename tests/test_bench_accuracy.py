@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_runtime.bench import accuracy
-from model_runtime.bench.accuracy_report import write_report
-from model_runtime.bench.report import Report
-from model_runtime.bench.sequences import ICT_MODEL_PATH
+from bench import accuracy
+from bench.accuracy_report import write_report
+from bench.report import Report
+from bench.sequences import ICT_MODEL_PATH
 
 SQUARE = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])
 SQUARE_TRIANGLES = np.array([[0, 1, 2], [0, 2, 3]])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_runtime.bench import groundtruth, sequences
+from bench import groundtruth, sequences
 
 
 @pytest.fixture(scope="module")

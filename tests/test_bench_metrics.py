@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_runtime.bench import metrics
+from bench import metrics
 
 
 def test_depth_errors_of_a_constant_offset_and_of_a_scaled_prediction():

@@ -1,7 +1,7 @@
 """The benchmark report builder: tables, sections and images in one folder."""
 from __future__ import annotations
 
-from model_runtime.bench.report import Report, markdown_table
+from bench.report import Report, markdown_table
 
 
 def test_markdown_table_formats_numbers_and_missing_values():

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_runtime.bench import sequences
-from model_runtime.bench.groundtruth import project
+from bench import sequences
+from bench.groundtruth import project
 from model_runtime.errors import InputError
 
 

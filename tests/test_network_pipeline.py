@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_runtime.bench_network import write_random_weights
 from model_runtime.capture import CaptureOptions, run_capture
 from model_runtime.capture_folder import CaptureFolder
 from model_runtime.errors import UserError
 from model_runtime.network.canonical_alignment import RELEASE_SPACE_ID
 from model_runtime.reconstruct import ReconstructOptions, reconstruct
 from model_runtime.reconstruction_format import load_reconstruction
+from tests.fixtures.network_weights import write_random_weights
 
 # Tiny and deterministic: every pixel counts as face, no MediaPipe alignment.
 NETWORK_OPTIONS = {"size": "small", "resolution": 84, "window": 2, "overlap": 1, "mask_confidence": 0.0,

@@ -7,8 +7,8 @@ import pytest
 from model_runtime.errors import UserError
 from model_runtime.reconstruct import ReconstructOptions, reconstruct
 from model_runtime.reconstruct.export import export_mesh, export_tracks_csv
-from model_runtime.reconstruct.synthetic import SyntheticClip, write_capture
 from model_runtime.reconstruction_format import load_reconstruction
+from tests.fixtures.synthetic import SyntheticClip, write_capture
 
 CLIP = SyntheticClip(frame_count=6, occluded=(3,))
 

@@ -5,8 +5,8 @@ import pytest
 from model_runtime.contract import FrameMaps
 from model_runtime.errors import UserError
 from model_runtime.reconstruct.mesh import DENSE_VERTEX_TARGETS, Mesh, dense_mesh, rigid_vertices, subdivide, template_mesh
-from model_runtime.reconstruct.synthetic import SyntheticClip, synthetic_template
 from model_runtime.template import load_template
+from tests.fixtures.synthetic import SyntheticClip, synthetic_template
 
 
 def triangle_normals(points, triangles):

@@ -10,8 +10,8 @@ from scipy.spatial.transform import Rotation
 from model_runtime.capture_folder import frame_path
 from model_runtime.errors import Cancelled, CaptureFolderError, UserError
 from model_runtime.reconstruct import ReconstructOptions, pipeline, reconstruct, store
-from model_runtime.reconstruct.synthetic import SyntheticClip, synthetic_template, write_capture
 from model_runtime.reconstruction_format import FRAME_FILLED, FRAME_HELD, FRAME_TRACKED, load_reconstruction
+from tests.fixtures.synthetic import SyntheticClip, synthetic_template, write_capture
 
 CLEAN = SyntheticClip(frame_count=30)
 GAPPY = SyntheticClip(frame_count=40, no_face=(0, 1, 15, 16, 17, 39), occluded=tuple(range(22, 30)))

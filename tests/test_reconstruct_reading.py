@@ -17,8 +17,8 @@ import pytest
 from model_runtime.capture_folder import CaptureFolder, frame_path
 from model_runtime.errors import Cancelled, CaptureFolderError, UserError
 from model_runtime.reconstruct import ReconstructOptions, pipeline, reading, reconstruct
-from model_runtime.reconstruct.synthetic import SyntheticClip, write_capture
 from model_runtime.reconstruction_format import load_reconstruction, reconstruction_dir
+from tests.fixtures.synthetic import SyntheticClip, write_capture
 
 CLIP = SyntheticClip(frame_count=24, no_face=(0, 9, 10), occluded=(15, 16))
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ from scipy.spatial.transform import Rotation
 from model_runtime.reconstruct import ReconstructOptions
 from model_runtime.reconstruct.mesh import template_mesh
 from model_runtime.reconstruct.pose import fit_head_pose, fit_head_poses, fit_rigid, interpolate_poses
-from model_runtime.reconstruct.synthetic import SyntheticClip
 from model_runtime.reconstruct.tracking import CanonicalLookup
+from tests.fixtures.synthetic import SyntheticClip
 
 RADIUS = ReconstructOptions().radius
 

@@ -35,7 +35,7 @@ ANIMATION_MODES = ("POINT_CACHE", "SHAPE_KEYS")
 # Above this many frames shape keys make playback slow. Each frame evaluates every key's curve,
 # and each curve finds its key by name in a list, so the cost grows with the square of the
 # count: for 8k vertices about 3 ms a frame at 300 keys, 10 ms at 500, 40-90 ms at 1,000 (below
-# 25 fps), 120-200 ms at 2,000; a point cache takes about 1 ms (faceanything_blender.bench).
+# 25 fps), 120-200 ms at 2,000; a point cache takes about 1 ms (bench/scene.py).
 SHAPE_KEY_WARN_FRAMES = 500
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp"}
 

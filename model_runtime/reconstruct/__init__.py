@@ -5,8 +5,8 @@ Modules: `options` (what the user chooses), `mesh` (template subdivision, dense 
 `tracking` (canonical look-up in one frame), `pose` (rigid head pose), `sequence` (the tracking
 pass over the clip), `reading` (frames read and indexed by a thread ahead of the tracker), `store` (the
 clip's tracks on disk), `fill` (unseen vertices and frames), `smoothing`, `points` (named and
-user points), `pipeline` (`reconstruct`), `export` (CSV, OBJ, PLY), `synthetic` (captures with
-known motion for tests and benchmarks), `benchmark` (the measurements behind the defaults).
+user points), `pipeline` (`reconstruct`), `export` (CSV, OBJ, PLY). Captures with known motion
+for tests are in tests/fixtures/synthetic.py; the measurements behind the defaults in bench/.
 """
 from ..option_schema import PointRequest
 from .options import ReconstructOptions, parse_points

@@ -6,7 +6,7 @@ window looks ahead as far as back) and, unlike an average, a polynomial follows 
 instead of lagging behind it or flattening it. At the clip ends the polynomial fitted to the
 first or last window is evaluated (no padding).
 
-Chosen by measurement (`python -m model_runtime.reconstruct.benchmark`): on the GRID clips a
+Chosen by measurement (`python -m bench.reconstruction`): on the GRID clips a
 0.2 s window halves the jitter (vertices 1.43 -> 0.71 mm, named points 0.54 -> 0.29 px per
 frame squared) while blinks stay within about 2 px of MediaPipe's own landmarks, and on a
 synthetic clip of fast head turns and jaw drops the error against the ground truth stays where

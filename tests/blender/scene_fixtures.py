@@ -10,8 +10,8 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 
 from faceanything_blender.scene.runtime_modules import reconstruction_format
-from faceanything_blender.scene.synthetic import write_synthetic_capture
 from faceanything_blender.scene.tags import CAPTURE_KEY
+from tests.fixtures.synthetic import patch_clip, write_reconstruction
 
 FOOTAGE_RED_BASE, FOOTAGE_RED_STEP = 40, 12  # footage frame k is filled with red = BASE + STEP * k (bytes)
 FOOTAGE_GREEN, FOOTAGE_BLUE = 90, 160
@@ -34,8 +34,9 @@ def fresh_scene():
 
 
 def make_capture(folder: Path, **options):
-    """Write a synthetic capture; returns (capture_dir, its reconstruction read back)."""
-    capture_dir = write_synthetic_capture(folder, **options)
+    """Write the reconstruction of a synthetic clip (`patch_clip(**options)`); returns
+    (capture_dir, the reconstruction read back)."""
+    capture_dir = write_reconstruction(folder, patch_clip(**options))
     formats = reconstruction_format()
     return capture_dir, formats.load_reconstruction(formats.reconstruction_dir(capture_dir), memory_map=False)
 

@@ -20,7 +20,7 @@ FRAMES, SIZE = 3, 128
 
 
 def _render(out: Path, env_folder: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "model_runtime.bench.render_gt", "--out", str(out), "--style", "occlusion",
+    command = [sys.executable, "-m", "bench.render_gt", "--out", str(out), "--style", "occlusion",
                "--seed", "14", "--frames", str(FRAMES), "--size", str(SIZE), "--samples", "4"]
     env = {"BLENDER_USER_RESOURCES": str(env_folder), "PATH": "/usr/bin:/bin"}
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
@@ -37,8 +37,8 @@ def rendered(tmp_path_factory):
 
 
 def test_every_frame_has_an_image_and_ground_truth_and_the_spec_is_reproducible(rendered):
-    from model_runtime.bench.groundtruth import RenderedSequence
-    from model_runtime.bench.sequences import make_sequence
+    from bench.groundtruth import RenderedSequence
+    from bench.sequences import make_sequence
 
     done = json.loads((rendered / "done.json").read_text())
     assert done["frames"] == FRAMES and done["image_size"] == SIZE
@@ -55,7 +55,7 @@ def test_rendered_silhouette_lies_where_the_ground_truth_puts_it(rendered):
     """Camera placement, focal length, image orientation and pixel centres all match: the head
     and box outline in the Cycles frame has the ground truth's area and centroid (to a tenth of
     a pixel or so; a half-pixel slip or a flip would show)."""
-    from model_runtime.bench.groundtruth import RenderedSequence
+    from bench.groundtruth import RenderedSequence
 
     sequence = RenderedSequence(rendered)
     background = sequence.spec.background

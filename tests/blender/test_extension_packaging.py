@@ -1,6 +1,7 @@
 """The manifest, the zip built by Blender's own builder, and a real install into a fresh bpy:
-every class registers, and disabling leaves nothing behind (classes, scene property, handlers,
-timers, exit hooks, runtime processes), twice over."""
+the zip holds the product only and every module in it imports (the add-on's in Blender, the
+runtime's in the runtime's own Python), every class registers, and disabling leaves nothing behind
+(classes, scene property, handlers, timers, exit hooks, runtime processes), twice over."""
 from __future__ import annotations
 
 import json
@@ -11,11 +12,14 @@ import tomllib
 import zipfile
 
 import pytest
-from conftest import REPO
+from conftest import REPO, RUNTIME_PYTHON
 
 from faceanything_blender import packaging
 
 TERSE_LIMIT = 64  # Blender's limit for the tagline and permission texts
+NOT_PRODUCT_NAMES = {"bench", "benchmark", "test", "tests", "fixtures", "synthetic", "conftest"}
+NOT_PRODUCT_PREFIXES = ("bench_", "test_", "fake_")
+INSTALLED_PACKAGE = "bl_ext.user_default.faceanything"
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +42,81 @@ def test_zip_holds_the_addon_and_the_runtime_source(built_zip):
                      "model_runtime/__init__.py", "model_runtime/protocol.py", "model_runtime/server.py",
                      "model_runtime/requirements.txt", "model_runtime/requirements-nodeps.txt"):
         assert required in names, required
-    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc") or "tests/" in name]
-    assert not [name for name in names if name.startswith(("bench.py", "model_runtime/bench/"))]  # for developers
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     assert not [name for name in names if name.startswith(("faceanything_blender/", "packaging/"))]
+
+
+def test_zip_holds_no_benchmark_test_fixture_or_builder(built_zip):
+    def developers_only(name: str) -> bool:
+        stems = [part.split(".")[0] for part in name.split("/")]
+        return any(stem in NOT_PRODUCT_NAMES or stem.startswith(NOT_PRODUCT_PREFIXES) for stem in stems)
+
+    names = zipfile.ZipFile(built_zip).namelist()
+    assert len(names) > 40 and not [name for name in names if developers_only(name)]
+    assert "packaging.py" not in names  # the zip builder; the runtime would import it as PyPI's `packaging`
+
+
+IMPORT_ADDON_MODULES = r"""
+import importlib, json, sys, traceback
+from pathlib import Path
+import bpy
+
+zip_path, package = sys.argv[1:3]
+bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+root = Path(sys.modules[package].__file__).parent
+failed, modules = {}, []
+for path in sorted(root.rglob("*.py")):
+    parts = path.relative_to(root).with_suffix("").parts
+    if parts[0] == "model_runtime":
+        continue
+    name = ".".join((package, *parts)).removesuffix(".__init__")
+    modules.append(name)
+    try:
+        importlib.import_module(name)
+    except Exception:
+        failed[name] = traceback.format_exc(limit=4)
+print("REPORT " + json.dumps({"root": str(root), "modules": modules, "failed": failed}))
+"""
+
+IMPORT_RUNTIME_MODULES = r"""
+import importlib, json, sys, traceback
+from pathlib import Path
+
+root = Path(sys.argv[1])
+sys.path.insert(0, str(root))
+failed, modules = {}, []
+for path in sorted((root / "model_runtime").rglob("*.py")):
+    name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+    modules.append(name)
+    try:
+        importlib.import_module(name)
+    except Exception:
+        failed[name] = traceback.format_exc(limit=4)
+origin = Path(sys.modules["model_runtime"].__file__).parent
+print("REPORT " + json.dumps({"origin": str(origin), "modules": modules, "failed": failed}))
+"""
+
+
+def _report(done: subprocess.CompletedProcess) -> dict:
+    lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
+    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(lines[-1][len("REPORT "):])
+
+
+def test_every_module_of_the_installed_zip_imports(built_zip, tmp_path):
+    """The add-on's modules in a fresh bpy that installed the zip; the runtime's, from the installed
+    copy, in the runtime's own Python (they need its packages: MediaPipe, torch, OpenCV, ...)."""
+    installed = _report(subprocess.run([sys.executable, "-c", IMPORT_ADDON_MODULES, str(built_zip), INSTALLED_PACKAGE],
+                                       capture_output=True, text=True, timeout=300, cwd=tmp_path))
+    assert installed["failed"] == {}, "\n".join(installed["failed"].values())
+    assert f"{INSTALLED_PACKAGE}.operators" in installed["modules"] and len(installed["modules"]) > 15
+    if not RUNTIME_PYTHON.is_file():
+        pytest.skip(f"the runtime's modules need the runtime's Python ({RUNTIME_PYTHON}): run `make runtime`")
+    runtime = _report(subprocess.run([str(RUNTIME_PYTHON), "-c", IMPORT_RUNTIME_MODULES, installed["root"]],
+                                     capture_output=True, text=True, timeout=300, cwd=tmp_path))
+    assert runtime["origin"] == os.path.join(installed["root"], "model_runtime")  # the zip's copy, not the checkout's
+    assert runtime["failed"] == {}, "\n".join(runtime["failed"].values())
+    assert "model_runtime.reconstruct.pipeline" in runtime["modules"] and len(runtime["modules"]) > 30
 
 
 def test_make_extension_command_builds_a_zip(tmp_path):

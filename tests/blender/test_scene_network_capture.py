@@ -13,7 +13,7 @@ from faceanything_blender.scene import build_capture
 
 NETWORK_OPTIONS = {"size": "small", "resolution": 84, "window": 2, "overlap": 1, "mask_confidence": 0.0,
                    "align_to_template": False}
-WRITE_WEIGHTS = "import sys, pathlib; from model_runtime.bench_network import write_random_weights; " \
+WRITE_WEIGHTS = "import sys, pathlib; from tests.fixtures.network_weights import write_random_weights; " \
                 "print(write_random_weights(pathlib.Path(sys.argv[1])))"
 
 

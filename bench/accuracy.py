@@ -36,11 +36,11 @@ import cv2
 import numpy as np
 from scipy.ndimage import binary_erosion
 
-from ..capture_folder import CaptureFolder
-from ..contract import CANONICAL_SPACE_ID
-from ..raster import rasterize
-from ..reconstruction_format import load_reconstruction, reconstruction_dir
-from ..template import load_template
+from model_runtime.capture_folder import CaptureFolder
+from model_runtime.contract import CANONICAL_SPACE_ID
+from model_runtime.raster import rasterize
+from model_runtime.reconstruction_format import load_reconstruction, reconstruction_dir
+from model_runtime.template import load_template
 from . import metrics
 from .groundtruth import RenderedSequence, project, visible_points
 from .paths import CACHE, GRID_DIR, REPO
@@ -147,7 +147,7 @@ def _render(style: str, seed: int, settings: Settings, folder: Path, cache: Path
     if not BLENDER_PYTHON.is_file():
         raise RuntimeError(f"{BLENDER_PYTHON} is missing: run `make blender` to set up Blender's Python (bpy)")
     shutil.rmtree(folder, ignore_errors=True)
-    command = [str(BLENDER_PYTHON), "-m", "model_runtime.bench.render_gt", "--out", str(folder), "--style", style,
+    command = [str(BLENDER_PYTHON), "-m", "bench.render_gt", "--out", str(folder), "--style", style,
                "--seed", str(seed), "--frames", str(settings.frame_count), "--size", str(settings.image_size),
                "--samples", str(settings.samples)]
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(cache / "blender-user"))
@@ -162,7 +162,7 @@ def _render(style: str, seed: int, settings: Settings, folder: Path, cache: Path
 
 def capture(source: Path, folder: Path, backend: str, focal_px: float | None) -> tuple[CaptureFolder, float]:
     """A fresh capture of `source`; returns it and the seconds it took."""
-    from ..capture import CaptureOptions, run_capture
+    from model_runtime.capture import CaptureOptions, run_capture
 
     options = CaptureOptions(focal=f"{focal_px:g}px" if focal_px else None, backend=backend, overwrite=True,
                              checkpoint=os.environ.get(FACEANYTHING_ENV) if backend == "faceanything" else None)
@@ -175,7 +175,7 @@ def reconstruct_seeds(capture_folder: CaptureFolder, seeds: np.ndarray, smooth: 
     """Reconstruct with the default options and every seed requested as a pixel of frame 0 (the
     template mesh where the capture is in the template's canonical space, else the dense mesh);
     returns the seeds' tracks, the reconstruction (loaded into memory) and the seconds it took."""
-    from ..reconstruct import PointRequest, ReconstructOptions, reconstruct
+    from model_runtime.reconstruct import PointRequest, ReconstructOptions, reconstruct
 
     names = [f"seed_{i:04d}" for i in range(len(seeds))]
     requests = [PointRequest(name=name, pixel=(0, float(x), float(y))) for name, (x, y) in zip(names, seeds)]
@@ -470,37 +470,39 @@ def evaluate_grid_clip(clip: Path, seed_points: int, workdir: Path) -> JitterRes
     return JitterResult(clip.stem, len(seeds), result)
 
 
-# ----------------------------------------------------------------------------- the report
+# ----------------------------------------------------------------------------- the whole suite
 
 
-def run(report, settings: Settings | None = None) -> list[SequenceResult]:
-    """Render (cached), run and score the suite and the GRID clips; add the sections and plots to
-    `report`. A clip that fails is named in the report with its error and the others still run;
-    then RuntimeError says which failed."""
-    from .accuracy_report import write_report
+@dataclass
+class SuiteResults:
+    """Everything one accuracy run found, for accuracy_report.write_report."""
 
+    results: list  # SequenceResult per (clip, backend)
+    grid: list  # JitterResult per GRID clip
+    failures: list  # "name: error" per clip that failed
+    notes: list  # plain sentences for the report (parts skipped and why)
+
+
+def run(settings: Settings | None = None) -> SuiteResults:
+    """Render (cached), run and score the suite and the GRID clips. A clip that fails is listed
+    with its error in `failures` and the others still run."""
     settings = settings or Settings()
-    results: list[SequenceResult] = []
-    grid: list[JitterResult] = []
-    failures: list[str] = []
-    notes: list[str] = []
+    found = SuiteResults([], [], [], [])
     with _workdir() as workdir:
         for style, seed in settings.suite:
             rendered, render_seconds = rendered_sequence(style, seed, settings)
             for backend in backends():
                 print(f"scoring {rendered.spec.name} with the {backend} backend...", flush=True)
-                _attempt(failures, f"{rendered.spec.name} ({backend})", results.append,
+                _attempt(found.failures, f"{rendered.spec.name} ({backend})", found.results.append,
                          lambda: evaluate_sequence(rendered, backend, settings, render_seconds, workdir))
         clips = sorted(GRID_DIR.glob("*.mpg")) if settings.grid_clips else []
         if settings.grid_clips and not clips:
-            notes.append(f"Skipped the real clips: no GRID clips in {GRID_DIR} (../shared beside the checkout).")
+            found.notes.append(f"Skipped the real clips: no GRID clips in {GRID_DIR} (../shared beside the checkout).")
         for clip in clips:
             print(f"jitter on {clip.name}...", flush=True)
-            _attempt(failures, clip.name, grid.append, lambda: evaluate_grid_clip(clip, settings.seed_points, workdir))
-    write_report(report, settings, results, grid, failures, notes)
-    if failures:
-        raise RuntimeError("accuracy benchmark: " + "; ".join(failures))
-    return results
+            _attempt(found.failures, clip.name, found.grid.append,
+                     lambda: evaluate_grid_clip(clip, settings.seed_points, workdir))
+    return found
 
 
 def _attempt(failures: list[str], name: str, keep, compute) -> None:

@@ -1,4 +1,4 @@
-"""The accuracy part of bench/report.md: tables, the verdict and the plots (scores from accuracy.py).
+"""The accuracy part of bench/report.md: tables, the verdict and the plots of what accuracy.run found.
 
 Values "over sequences" are the mean of the per-sequence values (each clip counts once).
 """
@@ -53,9 +53,9 @@ def _introduction(settings: Settings, results: list[SequenceResult]) -> str:
         f"({settings.image_size}x{settings.image_size} px, {settings.samples} samples, {settings.frame_count} "
         f"frames at 25 fps): {names}. Ground truth (depth, per-pixel canonical coordinate, face mask, every vertex "
         f"in 2D and 3D with visibility, intrinsics, head pose, expression weights) is computed analytically from "
-        f"the same posed mesh (`model_runtime/bench/groundtruth.py`). Ground-truth canonical coordinates are "
+        f"the same posed mesh (`bench/groundtruth.py`). Ground-truth canonical coordinates are "
         f"positions on ICT's generic neutral head, not in the pipeline's canonical space, so every metric here "
-        f"compares pixels or camera-space geometry. Definitions: `model_runtime/bench/metrics.py`.\n\n"
+        f"compares pixels or camera-space geometry. Definitions: `bench/metrics.py`.\n\n"
         f"Ours: the capture (true focal length given) then `reconstruct` with its default options (template "
         f"mesh, or the dense mesh for a backend with its own canonical space), the seeds requested as "
         f"`pixel:0:X:Y` points; once with smoothing on (the default) and once with it off.\n\n"

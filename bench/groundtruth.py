@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..raster import rasterize
+from model_runtime.raster import rasterize
 from .sequences import (BOX_TRIANGLES, FACE_SURFACES, SURFACE_BACKGROUND, SURFACE_INTERIOR, SURFACE_OCCLUDER,
                         FaceModel, SequenceSpec)
 

@@ -1,6 +1,6 @@
-"""The measurements behind the reconstruction's defaults (README "Reconstruction").
+"""The measurements behind the reconstruction's defaults (part of `make bench`).
 
-    .venv-runtime/bin/python -m model_runtime.reconstruct.benchmark
+    .venv-runtime/bin/python -m bench.reconstruction
 
 1. Smoothing. Each candidate filter is applied to unsmoothed reconstructions of the GRID clips
    (captured with the default backend) and of a synthetic clip with fast head turns and jaw
@@ -8,11 +8,12 @@
    and of the named points' pixels; how far the visible named points land from MediaPipe's own
    landmarks (mean, 99th percentile, max; blinks are the largest); and on the synthetic clip the
    mean and max distance to the ground truth (lag and overshoot show there).
-2. Cost per frame, CPU milliseconds by stage on a GRID capture: reading a frame file (npz,
-   zlib) and indexing its face pixels, which the reader does, and the canonical look-up of every
-   vertex and the head pose, which the tracker does. They run side by side (reading.py).
+2. Cost per frame, CPU milliseconds by stage on a GRID capture, one stage at a time: reading a
+   frame file (npz, zlib), indexing its face pixels, the canonical look-up of every vertex (each
+   guessed at its pixel of the frame before) and the head pose (fitted per frame here;
+   `reconstruct` fits a batch of frames at once, so this is an upper bound).
 
-`run(report)` adds both tables to a `model_runtime.bench.report.Report` when given one.
+`run(report)` adds both tables to a `bench.report.Report` when given one.
 """
 from __future__ import annotations
 
@@ -24,16 +25,18 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import savgol_filter
 
-from ..bench.paths import GRID_DIR
-from ..bench.report import markdown_table
-from ..capture_folder import CaptureFolder
-from ..template import load_template
-from .mesh import rigid_vertices, template_mesh
-from .options import ReconstructOptions
-from .pipeline import project, reconstruct
-from .sequence import POSE_POINTS, HeadPoses, _PixelMotion
-from .synthetic import SyntheticClip, write_capture
-from .tracking import CanonicalLookup
+from model_runtime.capture_folder import CaptureFolder
+from model_runtime.reconstruct import ReconstructOptions, reconstruct
+from model_runtime.reconstruct.mesh import rigid_vertices, template_mesh
+from model_runtime.reconstruct.pipeline import project
+from model_runtime.reconstruct.pose import fit_head_pose
+from model_runtime.reconstruct.tracking import CanonicalLookup
+from model_runtime.reconstruction_format import load_reconstruction
+from model_runtime.template import load_template
+from tests.fixtures.synthetic import SyntheticClip, write_capture
+
+from .paths import GRID_DIR
+from .report import markdown_table
 
 FPS = 25.0
 FAST = SyntheticClip(frame_count=60, yaw=30.0, pitch=10.0, shift=0.03, jaw_drop=0.015, period=25.0)
@@ -102,18 +105,17 @@ def smoothing_table(grid_captures: list[Path], workdir: Path) -> str:
 
 
 def stage_costs(folder: Path, frames: int = 75) -> str:
-    """CPU milliseconds per frame by stage and the side that runs it, one stage at a time,
-    high-density template mesh."""
+    """CPU milliseconds per frame by stage, one stage at a time, high-density template mesh."""
     template = load_template()
     mesh = template_mesh(template, "high")
-    pose_rows = np.flatnonzero(rigid_vertices(mesh, template))
-    pose_rows = pose_rows[np.linspace(0, len(pose_rows) - 1, min(len(pose_rows), POSE_POINTS)).astype(int)]
+    rigid = rigid_vertices(mesh, template)
     capture = CaptureFolder(folder)
     frames = min(frames, capture.frame_count)
-    motion = _PixelMotion(mesh.vertex_count)
-    poses = HeadPoses(mesh.canonical, pose_rows, np.zeros((frames, 4, 4)))
-    spent = dict.fromkeys(("read frame file", "index face pixels (fit sums)", f"look up {mesh.vertex_count} vertices (tree included)", "head pose"), 0.0)
-    names = list(spent)
+    radius = ReconstructOptions().radius
+    names = ("read frame file", "index face pixels (fit sums)", f"look up {mesh.vertex_count} vertices (tree included)",
+             "head pose (one frame's fit)")
+    spent = dict.fromkeys(names, 0.0)
+    guess = np.full((mesh.vertex_count, 2), np.nan)
     for index in range(frames):
         clock = time.process_time()
         maps = capture.frame(index, optional=False)
@@ -122,20 +124,15 @@ def stage_costs(folder: Path, frames: int = 75) -> str:
         lookup = CanonicalLookup(maps)
         spent[names[1]] += time.process_time() - clock
         clock = time.process_time()
-        track = lookup.track(mesh.canonical, ReconstructOptions().radius, motion.guess())
-        motion.update(track.pixels, track.seen)
+        track = lookup.track(mesh.canonical, radius, guess)
+        guess = np.where(track.seen[:, None], track.pixels, np.nan)
         spent[names[2]] += time.process_time() - clock
         clock = time.process_time()
-        poses.add(index, track.positions, track.confidence)
+        fit_head_pose(mesh.canonical[rigid], track.positions[rigid], track.confidence[rigid])
         spent[names[3]] += time.process_time() - clock
-    clock = time.process_time()
-    poses.flush()
-    spent[names[3]] += time.process_time() - clock
-    sides = ["reader", "reader", "tracker", "tracker"]
-    rows = [[name, side, f"{seconds / frames * 1e3:.2f}"] for (name, seconds), side in zip(spent.items(), sides)]
-    for side in ("reader", "tracker"):
-        rows.append(["total", side, f"{sum(spent[name] for name, s in zip(names, sides) if s == side) / frames * 1e3:.2f}"])
-    return markdown_table(["stage", "runs in", "CPU ms per frame"], rows)
+    rows = [[name, f"{seconds / frames * 1e3:.2f}"] for name, seconds in spent.items()]
+    rows.append(["total", f"{sum(spent.values()) / frames * 1e3:.2f}"])
+    return markdown_table(["stage", "CPU ms per frame"], rows)
 
 
 def run(report=None) -> str:
@@ -143,7 +140,7 @@ def run(report=None) -> str:
     if not clips:
         text = f"Skipped: the GRID clips are not in {GRID_DIR} (../shared beside the checkout)."
     else:
-        from ..capture import CaptureOptions, run_capture
+        from model_runtime.capture import CaptureOptions, run_capture
 
         with tempfile.TemporaryDirectory(prefix="fa-recon-bench-") as workdir:
             captures = []
@@ -160,8 +157,6 @@ def run(report=None) -> str:
 
 
 def _load(folder: Path):
-    from ..reconstruction_format import load_reconstruction
-
     return load_reconstruction(folder, memory_map=False)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "bench" / "cache"
 SHARED = REPO.parent / "shared"
 GRID_DIR = SHARED / "media" / "grid"

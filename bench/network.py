@@ -1,12 +1,13 @@
 """Speed and memory of the Face Anything predictor on the CPU (part of `make bench`).
 
 The small structure with random weights (the released giant network is not shipped and needs a
-GPU), written as a checkpoint in the release's layout and converted to fp16 safetensors, so the
-numbers include the real load path, preprocessing, ray solving and resizing to the frame.
+GPU), written as a checkpoint in the release's layout and converted to fp16 safetensors
+(tests/fixtures/network_weights.py), so the numbers include the real load path, preprocessing,
+ray solving and resizing to the frame.
 Frames are 640x480; each measurement runs in a fresh subprocess so its peak resident memory
 (ru_maxrss) is its own. GPU figures are not measured here.
 
-Standalone: `python -m model_runtime.bench_network` prints the table.
+Standalone: `python -m bench.network` prints the table.
 """
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.fixtures.network_weights import write_random_weights
+
+from .paths import REPO
+
 RESOLUTIONS = (252, 504)
 MODES = ("window", "single")
 FRAMES = 4
@@ -36,24 +40,8 @@ def run_benchmark(resolutions=RESOLUTIONS, modes=MODES, frames: int = FRAMES) ->
     return rows
 
 
-def write_random_weights(folder: Path) -> Path:
-    """checkpoint.pt of the small network in the release's layout, converted to fp16."""
-    import torch
-
-    from .network.checkpoint import convert_checkpoint
-    from .network.model import build_network
-
-    torch.manual_seed(0)
-    official = folder / "checkpoint.pt"
-    torch.save({"model": build_network("small").state_dict()}, official)
-    converted = folder / "small.safetensors"
-    convert_checkpoint(official, converted, dtype="float16")
-    official.unlink()
-    return converted
-
-
 def measure(weights: Path, resolution: int, mode: str, frames: int) -> dict:
-    command = [sys.executable, "-m", "model_runtime.bench_network", "--measure"]
+    command = [sys.executable, "-m", "bench.network", "--measure"]
     command += [str(weights), str(resolution), mode, str(frames)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -76,7 +64,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def _measure_here(weights: Path, resolution: int, mode: str, frames: int) -> dict:
-    from .backends.faceanything import FaceAnythingBackend, network_input_size
+    from model_runtime.backends.faceanything import FaceAnythingBackend, network_input_size
 
     predictor = FaceAnythingBackend(
         weights, size="small", device="cpu", resolution=resolution, mode=mode, window=frames, overlap=0,

@@ -2,11 +2,12 @@
 
 Each measurement runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own:
 the GRID clips from ../shared, 100 frames and a 3,000-frame clip made by repeating one of them
-(memory must stay flat in clip length). Reconstruction runs as it chooses (frames read ahead in a
-reader process here), with the tracker's and the reader's peaks, and with the reader in a thread
-for comparison; each figure is the median of `RUNS` runs.
+(memory must stay flat in clip length). Capture and reconstruction run on the same clip and sit
+side by side with their ratio: reconstruction must run at least `RECONSTRUCT_OVER_CAPTURE` times
+capture's frames/s, so that it is never the slow step. Reconstruction figures are the median of
+`RUNS` runs.
 
-Standalone: `python -m model_runtime.bench.speed` prints the tables.
+Standalone: `python -m bench.speed` prints the table.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from .paths import CACHE, GRID_DIR, REPO
 LONG_CLIP_FRAMES = 3000
 RUNS = 3
 """Reconstruction runs per figure (the median is reported)."""
+RECONSTRUCT_OVER_CAPTURE = 1.5
+"""Reconstruction frames/s over capture frames/s on the same clip that the product requires."""
 
 
 def repeated_clip(source: Path, frames: int, target: Path) -> Path:
@@ -51,25 +54,25 @@ def repeated_clip(source: Path, frames: int, target: Path) -> Path:
     return target
 
 
-def median_run(stage: str, clip: Path, frames: str | None, workdir: Path, reader: str | None = None) -> dict:
-    """`measure` `RUNS` times: the run with the median frames/s, with the highest peaks of all.
+def median_run(stage: str, clip: Path, frames: str | None, workdir: Path) -> dict:
+    """`measure` `RUNS` times: the run with the median frames/s, with the highest peak of all.
     Single runs of a short clip vary by a tenth on a shared VM."""
-    runs = sorted((measure(stage, clip, frames, workdir, reader) for _ in range(RUNS)), key=lambda run: run["fps"])
-    return runs[len(runs) // 2] | {key: max(run[key] for run in runs) for key in ("peak_mib", "reader_peak_mib")}
+    runs = sorted((measure(stage, clip, frames, workdir) for _ in range(RUNS)), key=lambda run: run["fps"])
+    return runs[len(runs) // 2] | {"peak_mib": max(run["peak_mib"] for run in runs)}
 
 
-def measure(stage: str, clip: Path, frames: str | None, workdir: Path, reader: str | None = None) -> dict:
+def measure(stage: str, clip: Path, frames: str | None, workdir: Path) -> dict:
     """Run one stage in a subprocess; returns frames, seconds, frames/s and peak memory (MiB).
     Capture frames/s count from opening the footage (MediaPipe's graph start included) to the last
     frame written; importing MediaPipe, once per process, is reported apart."""
-    command = [sys.executable, "-m", "model_runtime.bench.speed", "--measure", stage, str(clip), str(workdir), frames or "all", reader or "auto"]
+    command = [sys.executable, "-m", "bench.speed", "--measure", stage, str(clip), str(workdir), frames or "all"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{stage} benchmark on {clip.name} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _measure_in_process(stage: str, clip: str, workdir: str, frames: str | None, reader: str | None) -> dict:
+def _measure_in_process(stage: str, clip: str, workdir: str, frames: str | None) -> dict:
     capture_dir = Path(workdir) / "capture"
     startup = 0.0
     if stage == "capture":
@@ -86,18 +89,14 @@ def _measure_in_process(stage: str, clip: str, workdir: str, frames: str | None,
     else:
         from model_runtime.capture_folder import CaptureFolder
         from model_runtime.reconstruct import ReconstructOptions, reconstruct
-        from model_runtime.reconstruct.reading import reader_kind
 
         count = with_face = CaptureFolder(capture_dir).frame_count
-        reader = reader or reader_kind(count)
         started = time.perf_counter()
-        reconstruct(capture_dir, ReconstructOptions(mesh="template", density="high"), reader=reader)
+        reconstruct(capture_dir, ReconstructOptions(mesh="template", density="high"))
     seconds = time.perf_counter() - started
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    reader_peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the reader process, gone by now
     return {"frames": count, "with_face": with_face, "seconds": round(seconds, 2), "startup": round(startup, 2),
-            "fps": round(count / seconds, 1), "peak_mib": round(peak_mib), "reader": reader,
-            "reader_peak_mib": round(reader_peak_mib) if reader not in (None, "thread") else 0}
+            "fps": round(count / seconds, 1), "peak_mib": round(peak_mib)}
 
 
 def clips() -> list[tuple[str, Path, str | None]]:
@@ -118,32 +117,38 @@ def run(report=None) -> str:
         text = f"Skipped: the GRID clips are not in {GRID_DIR} (../shared beside the checkout)."
     else:
         lines = ["| clip | frames with a face | MediaPipe import (s) | capture frames/s | capture peak MiB "
-                 "| reconstruct frames/s | reconstruct peak MiB (tracker + reader) | reconstruct frames/s, reader in a thread |",
+                 "| reconstruct frames/s | reconstruct peak MiB | reconstruct / capture frames/s |",
                  "|---|---|---|---|---|---|---|---|"]
+        ratios = []
         with tempfile.TemporaryDirectory(prefix="fa-bench-") as workdir:
             for label, clip, frames in selected:
                 cap = measure("capture", clip, frames, Path(workdir))
                 rec = median_run("reconstruct", clip, frames, Path(workdir))
-                threaded = median_run("reconstruct", clip, frames, Path(workdir), reader="thread")
+                ratios.append(rec["fps"] / cap["fps"])
                 lines.append(f"| {label} | {cap['with_face']}/{cap['frames']} | {cap['startup']} | {cap['fps']} "
-                             f"| {cap['peak_mib']} | {rec['fps']} ({rec['reader']} reader) | {rec['peak_mib']} + {rec['reader_peak_mib']} "
-                             f"| {threaded['fps']} |")
+                             f"| {cap['peak_mib']} | {rec['fps']} | {rec['peak_mib']} | {ratios[-1]:.2f}x |")
                 print(lines[-1], flush=True)
-        text = "\n".join(lines)
+        text = "\n".join(lines) + "\n\n" + verdict(ratios)
     if report is not None:
         report.section("Speed and memory (capture: MediaPipe backend; reconstruction: 8k-vertex template)",
-                       text + "\n\nCapture frames/s run from opening the footage to the last frame written (MediaPipe's "
-                       "graph start included); importing MediaPipe, once per runtime process, is the column before. "
-                       f"Reconstruction frames/s (median of {RUNS} runs) run from the call to the finished folder; frames are read ahead of the "
-                       "tracker in a reader process (`model_runtime/reconstruct/reading.py`), and the last column "
-                       "reads them in a thread instead. The reader's peak counts the pages it shares with the tracker "
-                       "after the fork.")
+                       text + "\n\nCapture frames/s run from opening the footage to the last frame written "
+                       "(MediaPipe's graph start included); importing MediaPipe, once per runtime process, is the "
+                       f"column before. Reconstruction frames/s (median of {RUNS} runs) run from the `reconstruct` "
+                       "call to the finished folder, on the capture of the same clip made just before.")
     return text
+
+
+def verdict(ratios: list[float]) -> str:
+    """One sentence: does reconstruction keep RECONSTRUCT_OVER_CAPTURE times ahead of capture on every clip."""
+    worst = min(ratios)
+    word = "meets" if worst >= RECONSTRUCT_OVER_CAPTURE else "does NOT meet"
+    return (f"Reconstruction {word} the requirement of at least {RECONSTRUCT_OVER_CAPTURE}x capture's frames/s "
+            f"on the same clip: the lowest ratio is {worst:.2f}x.")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--measure":
-        stage, clip, workdir, frames, reader = sys.argv[2:7]
-        print(json.dumps(_measure_in_process(stage, clip, workdir, None if frames == "all" else frames, None if reader == "auto" else reader)))
+        stage, clip, workdir, frames = sys.argv[2:6]
+        print(json.dumps(_measure_in_process(stage, clip, workdir, None if frames == "all" else frames)))
     else:
         print(run())

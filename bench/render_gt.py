@@ -1,9 +1,9 @@
 """Render one benchmark sequence with Cycles and write exact ground truth beside every frame.
 
-A rendering tool run by Blender's Python, the only module of the runtime that imports bpy (the
-runtime never imports it; accuracy.py runs it as a subprocess)::
+A rendering tool run by Blender's Python (accuracy.py runs it as a subprocess; the runtime never
+imports bpy)::
 
-    .venv-blender/bin/python -m model_runtime.bench.render_gt --out DIR --style talk --seed 11 \\
+    .venv-blender/bin/python -m bench.render_gt --out DIR --style talk --seed 11 \\
         [--frames 60] [--size 384] [--samples 16]
 
 DIR receives ``sequence.npz`` (the spec, the triangles and the expression names),
@@ -42,7 +42,7 @@ IRIS_COLOUR = (0.02, 0.015, 0.01, 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="model_runtime.bench.render_gt", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench.render_gt", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="folder to write the sequence into")
     parser.add_argument("--style", required=True, choices=STYLES)
     parser.add_argument("--seed", required=True, type=int)

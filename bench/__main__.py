@@ -1,6 +1,6 @@
-"""`make bench` (runtime side): speed, smoothing, the network, accuracy -> bench/report.md and PNG plots.
+"""`make bench` (runtime side): speed, reconstruction, the network, accuracy -> bench/report.md and PNG plots.
 
-    .venv-runtime/bin/python -m model_runtime.bench [--only speed|smoothing|network|accuracy ...]
+    .venv-runtime/bin/python -m bench [--only speed|reconstruction|network|accuracy ...]
         [--out DIR] [--frames 60] [--size 384] [--samples 16] [--seeds 300] [--no-grid]
 
 Each part runs even when another fails; a failed part is written into the report and makes the
@@ -18,7 +18,7 @@ from pathlib import Path
 from .paths import REPO
 from .report import Report
 
-PARTS = ("speed", "smoothing", "network", "accuracy")
+PARTS = ("speed", "reconstruction", "network", "accuracy")
 
 
 def run_speed(report: Report, args) -> None:
@@ -27,30 +27,35 @@ def run_speed(report: Report, args) -> None:
     speed.run(report)
 
 
-def run_smoothing(report: Report, args) -> None:
-    from ..reconstruct import benchmark
+def run_reconstruction(report: Report, args) -> None:
+    from . import reconstruction
 
-    benchmark.run(report)
+    reconstruction.run(report)
 
 
 def run_network(report: Report, args) -> None:
-    from .. import bench_network
+    from . import network
 
-    report.section("Network (Face Anything predictor, CPU)", bench_network.markdown_table(bench_network.run_benchmark()))
+    report.section("Network (Face Anything predictor, CPU)", network.markdown_table(network.run_benchmark()))
 
 
 def run_accuracy(report: Report, args) -> None:
     from .accuracy import Settings, run
+    from .accuracy_report import write_report
 
-    run(report, Settings(frame_count=args.frames, image_size=args.size, samples=args.samples,
-                         seed_points=args.seeds, grid_clips=not args.no_grid))
+    settings = Settings(frame_count=args.frames, image_size=args.size, samples=args.samples,
+                        seed_points=args.seeds, grid_clips=not args.no_grid)
+    found = run(settings)
+    write_report(report, settings, found.results, found.grid, found.failures, found.notes)
+    if found.failures:
+        raise RuntimeError("accuracy benchmark: " + "; ".join(found.failures))
 
 
-RUNNERS = {"speed": run_speed, "smoothing": run_smoothing, "network": run_network, "accuracy": run_accuracy}
+RUNNERS = {"speed": run_speed, "reconstruction": run_reconstruction, "network": run_network, "accuracy": run_accuracy}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_runtime.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=PARTS, help="run only this part (repeatable)")
     parser.add_argument("--out", type=Path, help="report folder (default: bench/, or bench/cache/partial/ "
                         "with --only, so that a partial run never replaces the full report)")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from model_runtime.errors import InputError
 from .paths import SHARED
 
 SPEC_VERSION = 1

@@ -1,8 +1,8 @@
 """`make bench`, Blender side: how fast a capture becomes a scene, how big the .blend gets, and
-how playback slows down with shape keys. Synthetic captures (scene/synthetic.py), so it needs no
-runtime and no footage. Prints a markdown table and writes it to bench/scene.md.
+how playback slows down with shape keys. Synthetic reconstructions (tests/fixtures/synthetic.py),
+so it needs no runtime and no footage. Prints a markdown table and writes it to bench/scene.md.
 
-    .venv-blender/bin/python -m faceanything_blender.bench [--output bench/scene.md]
+    .venv-blender/bin/python -m bench.scene [--output bench/scene.md]
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import bpy
 
-from .scene import build_capture
-from .scene.synthetic import write_synthetic_capture
+from faceanything_blender.scene import build_capture
+from tests.fixtures.synthetic import patch_clip, write_reconstruction
 
 GRID = 90  # 8,100 vertices
 POINTS = 68
@@ -42,8 +42,8 @@ def playback_ms(scene: bpy.types.Scene, face: bpy.types.Object) -> float:
 
 
 def measure(workdir: Path, animation: str, frame_count: int) -> dict:
-    capture = write_synthetic_capture(
-        workdir / f"capture-{frame_count}", frame_count=frame_count, grid=GRID, point_count=POINTS
+    capture = write_reconstruction(
+        workdir / f"capture-{frame_count}", patch_clip(frame_count=frame_count, grid=GRID, point_count=POINTS)
     )
     bpy.ops.wm.read_homefile(use_empty=True)
     blend = workdir / f"{animation.lower()}-{frame_count}.blend"
@@ -82,9 +82,9 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m faceanything_blender.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bench.scene", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=Path("bench") / "scene.md")
+    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "scene.md")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="faceanything-bench-") as folder:
         rows = [measure(Path(folder), animation, frames) for animation, frames, _target in CASES]
