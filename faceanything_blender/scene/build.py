@@ -10,8 +10,8 @@ converted to Blender axes in `axes`, and are written in bulk. Layout (see axes.p
         FA_head          the head's rigid motion
           FA_<point>     one empty per tracked point (Location = offset from rest)
 
-Re-running a capture deletes the objects, data and actions tagged with its id (the resolved
-capture folder) and reuses its collection; nothing untagged is touched.
+Re-running a capture deletes the objects, data and actions it made (recorded on its collection,
+see tags.py; copies an artist made with Shift+D or Alt+D are kept) and reuses its collection.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from .axes import canonical_to_head, head_pose_to_world, opencv_points_to_world,
 from .camera import camera_lens, configure_render, create_camera
 from .empties import HEAD_SIZE_M, POINT_SIZE_M, ROOT_SIZE_M, animate_point, create_empty, head_transform_curves
 from .mesh import add_point_cache, add_shape_keys, create_face_mesh, write_pc2
-from .tags import CAPTURE_KEY, POINT_KEY
+from .tags import CAPTURE_KEY, POINT_KEY, record_made, take_made
 from .timing import CaptureTiming, capture_timing
 
 ANIMATION_MODES = ("POINT_CACHE", "SHAPE_KEYS")
@@ -107,6 +107,7 @@ class CaptureData:
 
     def tag(self, datablock: bpy.types.ID) -> None:
         datablock[CAPTURE_KEY] = self.capture_id
+        record_made(self.collection, datablock)
 
     def place(self, obj: bpy.types.Object, parent: bpy.types.Object | None = None) -> bpy.types.Object:
         """Link ``obj`` into the capture's collection, tag it and parent it (parent inverse kept)."""
@@ -184,12 +185,15 @@ def build_face(
 
 def remove_capture(capture_id: str) -> None:
     """Delete the objects, object data and actions a previous build of this capture made."""
-    objects = [obj for obj in bpy.data.objects if obj.get(CAPTURE_KEY) == capture_id]
-    data = [obj.data for obj in objects if obj.data is not None and obj.data.get(CAPTURE_KEY) == capture_id]
+    made = [block for c in bpy.data.collections if c.get(CAPTURE_KEY) == capture_id for block in take_made(c)]
+    objects = [block for block in made if isinstance(block, bpy.types.Object)]
+    actions = [block for block in made if isinstance(block, bpy.types.Action)]
+    data = [block for block in made if block not in objects and block not in actions]
     bpy.data.batch_remove(objects)
-    # Data still used elsewhere (a user's linked duplicate) stays.
+    # Then object data, then actions (a mesh's shape keys use one): each step frees users of the
+    # next. What a user's linked duplicate still uses stays.
     bpy.data.batch_remove([block for block in data if block.users == 0])
-    bpy.data.batch_remove([action for action in bpy.data.actions if action.get(CAPTURE_KEY) == capture_id])
+    bpy.data.batch_remove([block for block in actions if block.users == 0])
 
 
 def capture_collection(scene: bpy.types.Scene, capture_id: str, name: str) -> bpy.types.Collection:
