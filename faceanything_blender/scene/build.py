@@ -8,7 +8,11 @@ converted to Blender axes in `axes`, and are written in bulk. Layout (see axes.p
         FA_camera        the footage's camera, footage as its background
         FA_face          the face mesh (Mesh Cache modifier or shape keys)
         FA_head          the head's rigid motion
-          FA_<point>     one empty per tracked point (Location = offset from rest)
+          FA_<point>     one empty per tracked point (Location = offset from rest,
+                         custom property ``visible`` keyed 1 seen / 0 hidden)
+
+The footage's movie clip gets the capture's intrinsics as its tracking camera and one 2D track
+per point, named like the empties (tracks.py).
 
 Re-running a capture deletes the objects, data and actions it made (recorded on its collection,
 see tags.py; copies an artist made with Shift+D or Alt+D are kept) and reuses its collection.
@@ -25,11 +29,12 @@ import numpy as np
 from . import runtime_modules
 from .animation import animate
 from .axes import canonical_to_head, head_pose_to_world, opencv_points_to_world, point_offsets_in_head_axes
-from .camera import camera_lens, configure_render, create_camera
+from .camera import camera_lens, configure_render, configure_tracking_camera, create_camera
 from .empties import HEAD_SIZE_M, POINT_SIZE_M, ROOT_SIZE_M, animate_point, create_empty, head_transform_curves
 from .mesh import add_point_cache, add_shape_keys, create_face_mesh, write_pc2
 from .tags import CAPTURE_KEY, POINT_KEY, record_made, take_made
 from .timing import CaptureTiming, capture_timing
+from .tracks import write_tracks
 
 ANIMATION_MODES = ("POINT_CACHE", "SHAPE_KEYS")
 # Above this many frames shape keys make playback slow. Each frame evaluates every key's curve,
@@ -80,6 +85,12 @@ def build_capture(
     animate(head, made.action, head_transform_curves(frames, head_pose_to_world(reconstruction.head_pose)))
     points = build_point_empties(made, reconstruction, frames, head)
     face, cache_path = build_face(made, reconstruction, timing, animation, root, capture_dir, warnings)
+    tracks = []
+    if clip is not None and tuple(clip.size) == reconstruction.frame_size:
+        configure_tracking_camera(clip, reconstruction.intrinsics, *reconstruction.frame_size)
+        track_names = [points[name] for name in reconstruction.point_names]
+        tracks = write_tracks(clip, track_names, reconstruction.point_pixels, reconstruction.point_visible,
+                              timing.scene_frames, reconstruction.frame_size)
     return {
         "collection": collection.name,
         "root": root.name,
@@ -93,6 +104,7 @@ def build_capture(
         "frame_end": timing.last,
         "fps": timing.fps / timing.fps_base,
         "clip": clip.name if clip else None,
+        "tracks": tracks,
         "warnings": warnings,
     }
 
@@ -149,7 +161,7 @@ def build_point_empties(made: CaptureData, reconstruction, frames: np.ndarray, h
     for p, point in enumerate(reconstruction.point_names):
         empty = made.place(create_empty(f"FA_{point}", "PLAIN_AXES", POINT_SIZE_M), head)
         empty[POINT_KEY] = point
-        animate_point(empty, rest[p], frames, offsets[:, p], made.action)
+        animate_point(empty, rest[p], frames, offsets[:, p], reconstruction.point_visible[:, p], made.action)
         names[point] = empty.name
     return names
 
@@ -223,7 +235,8 @@ def footage_file(footage: str) -> Path | None:
 
 
 def load_footage(footage: str, frame_size: tuple[int, int], warnings: list[str]) -> bpy.types.MovieClip | None:
-    """The footage as a movie clip starting at scene frame 1, or None (with a warning)."""
+    """The footage as a movie clip starting at scene frame 1, or None (with a warning). Its
+    path is stored relative to the .blend when the .blend is saved (and on the same drive)."""
     path = footage_file(footage) if footage else None
     if path is None:
         warnings.append(f"Footage {footage!r} was not found: the camera shows no background. Load it as a movie clip.")
@@ -234,6 +247,11 @@ def load_footage(footage: str, frame_size: tuple[int, int], warnings: list[str])
         warnings.append(f"Blender cannot read the footage {path} ({exc}): the camera shows no background.")
         return None
     clip.frame_start = 1
+    if bpy.data.filepath:
+        try:
+            clip.filepath = bpy.path.relpath(str(path))
+        except ValueError:  # another drive than the .blend's: only an absolute path can reach it
+            pass
     if tuple(clip.size) != tuple(frame_size):
         warnings.append(
             f"Blender reads {path.name} as {clip.size[0]}x{clip.size[1]} but it was captured as "

@@ -16,8 +16,6 @@ POINT_KEY = "faceanything_point"
 VISIBLE_KEY = "visible"
 # On the capture's collection: a group of pointers to every data-block the capture made.
 MADE_KEY = "faceanything_made"
-# On a movie clip: the names of the 2D tracks captures wrote into it.
-TRACKS_KEY = "faceanything_tracks"
 
 
 def record_made(collection: bpy.types.Collection, datablock: bpy.types.ID) -> None:
