@@ -178,7 +178,7 @@ def test_motion_is_written_as_whole_linear_curves(fresh_scene, tmp_path):  # noq
         assert frames == list(range(3, 11))
         assert {point.interpolation for point in curve.keyframe_points} == {"LINEAR"}
     empty = bpy.data.objects[built["points"]["chin"]]
-    assert [c.data_path for c in channelbag(empty).fcurves] == ["location"] * 3
+    assert [c.data_path for c in channelbag(empty).fcurves] == ["location"] * 3 + ['["visible"]']
     # One action carries the whole capture, a slot per animated object.
     assert head.animation_data.action == empty.animation_data.action
     assert head.animation_data.action_slot != empty.animation_data.action_slot
