@@ -2,7 +2,8 @@
 
 The panel is laid out in the order of the work: footage, frames, backend, camera, mesh,
 animation, smoothing, points, then one Capture button and the job's progress or outcome; a
-closed sub-panel drives a rig from the capture (rig.py). Drawing only reads properties and the
+closed sub-panel drives a rig from the capture (rig.py), another converts the face between point
+cache and shape keys (scene_operators.py). Drawing only reads properties and the
 operators' job state; it never starts or waits for anything.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import textwrap
 
 import bpy
 
-from . import operators, prefs, rig, runtime_paths
+from . import operators, prefs, rig, runtime_paths, scene_operators
 
 CHARS_PER_PIXEL = 1 / 7  # rough width of a character of the default UI font, for wrapping
 
@@ -84,6 +85,18 @@ class FACEANYTHING_PT_rig(bpy.types.Panel):
 
     def draw(self, context):
         rig.draw_rig_section(self.layout, context)
+
+
+class FACEANYTHING_PT_face_animation(bpy.types.Panel):
+    bl_label = "Face Animation"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Face Anything"
+    bl_parent_id = "FACEANYTHING_PT_capture"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        scene_operators.draw_conversion_section(self.layout, context)
 
 
 def draw_options(layout, settings) -> None:
@@ -227,4 +240,4 @@ def draw_health(layout, context, job) -> None:
             draw_wrapped(column, f"Packages: {listed}", context)
 
 
-classes = (FACEANYTHING_PT_capture, FACEANYTHING_PT_rig)
+classes = (FACEANYTHING_PT_capture, FACEANYTHING_PT_rig, FACEANYTHING_PT_face_animation)

@@ -151,6 +151,13 @@ def read_capture(capture_dir: Path, animation: str):
     return reconstruction, timing
 
 
+def capture_face_timing(face: bpy.types.Object, animation: str) -> tuple[Path, CaptureTiming]:
+    """The capture folder and timing of a capture's face (from its tag), to animate it by
+    ``animation``."""
+    capture_dir = Path(face[CAPTURE_KEY])
+    return capture_dir, read_capture(capture_dir, animation)[1]
+
+
 def build_point_empties(made: CaptureData, reconstruction, frames: np.ndarray, head) -> dict[str, str]:
     """One empty per tracked point under ``head``; returns point name -> object name."""
     offsets = point_offsets_in_head_axes(
@@ -187,7 +194,7 @@ def build_face(
                 f"{reconstruction.frame_count} shape keys make playback slow above {SHAPE_KEY_WARN_FRAMES} frames; "
                 "the Point Cache animation mode plays any length quickly."
             )
-        add_shape_keys(face, vertices, timing, made.action)
+        add_shape_keys(face, lambda t: opencv_points_to_world(vertices[t]), timing, made.action)
         return face, None
     cache_file, cache_path = point_cache_location(capture_dir, made.collection.name)
     write_pc2(cache_file, vertices, timing)
