@@ -29,6 +29,7 @@ import numpy as np
 from . import runtime_modules
 from .animation import animate
 from .axes import canonical_to_head, head_pose_to_world, opencv_points_to_world, point_offsets_in_head_axes
+from .decoding import check_footage_decoding
 from .camera import camera_lens, configure_render, configure_tracking_camera, create_camera
 from .empties import HEAD_SIZE_M, POINT_SIZE_M, ROOT_SIZE_M, animate_point, create_empty, head_transform_curves
 from .mesh import add_point_cache, add_shape_keys, create_face_mesh, write_pc2
@@ -85,6 +86,7 @@ def build_capture(
     animate(head, made.action, head_transform_curves(frames, head_pose_to_world(reconstruction.head_pose)))
     points = build_point_empties(made, reconstruction, frames, head)
     face, cache_path = build_face(made, reconstruction, timing, animation, root, capture_dir, warnings)
+    clip = footage_as_captured(scene, clip, camera, reconstruction, timing, capture_dir, collection.name, warnings)
     tracks = []
     if clip is not None and tuple(clip.size) == reconstruction.frame_size:
         configure_tracking_camera(clip, reconstruction.intrinsics, *reconstruction.frame_size)
@@ -267,6 +269,23 @@ def load_footage(footage: str, frame_size: tuple[int, int], warnings: list[str])
     return clip
 
 
+def footage_as_captured(
+    scene, clip, camera, reconstruction, timing: CaptureTiming, capture_dir: Path, name: str, warnings: list[str]
+) -> bpy.types.MovieClip | None:
+    """The clip the background plays: ``clip``, or an image sequence of the frames the runtime
+    decoded when Blender decodes the video differently (decoding.py)."""
+    if clip is None or Path(clip.filepath).suffix.lower() in IMAGE_SUFFIXES:
+        return clip
+    checked = check_footage_decoding(
+        scene, clip, Path(bpy.path.abspath(clip.filepath)), reconstruction.source_indices, timing.scene_frames,
+        beside_blend(capture_dir, f"{safe_file_name(name)}_footage"), warnings,
+    )
+    if checked != clip:
+        scene.active_clip = checked
+        camera.data.background_images[0].clip = checked
+    return checked
+
+
 def configure_scene(scene: bpy.types.Scene, timing: CaptureTiming, clip: bpy.types.MovieClip | None) -> None:
     scene.render.fps, scene.render.fps_base = timing.fps, timing.fps_base
     scene.frame_start, scene.frame_end = timing.first, timing.last
@@ -275,13 +294,21 @@ def configure_scene(scene: bpy.types.Scene, timing: CaptureTiming, clip: bpy.typ
 
 
 def point_cache_location(capture_dir: Path, name: str) -> tuple[Path, str]:
-    """Where the PC2 file goes and the path the modifier stores: beside the saved .blend
-    (``<blend>_faceanything/<name>.pc2``, relative, so the project folder can move), or in the
-    capture folder while the .blend is unsaved."""
-    file_name = re.sub(r"[^A-Za-z0-9._-]+", "_", name) + ".pc2"
+    """Where the PC2 file goes and the path the modifier stores (see `beside_blend`)."""
+    return beside_blend(capture_dir, safe_file_name(name) + ".pc2")
+
+
+def beside_blend(capture_dir: Path, file_name: str) -> tuple[Path, str]:
+    """Where a file the build writes goes and the path Blender stores: beside the saved .blend
+    (``<blend>_faceanything/<file_name>``, relative, so the project folder can move), or in
+    the capture folder while the .blend is unsaved."""
     if bpy.data.filepath:
         blend = Path(bpy.data.filepath)
         path = blend.parent / f"{blend.stem}_faceanything" / file_name
         return path, bpy.path.relpath(str(path))
     path = capture_dir / file_name
     return path, str(path)
+
+
+def safe_file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import bpy
+import numpy as np
 import pytest
 
 from faceanything_blender.scene import build_capture
@@ -59,3 +60,36 @@ def test_footage_is_linked_relative_to_a_saved_blend(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["path"] == "//footage/000000.png"
+
+
+PYAV_SCRIPT = """
+import sys, av, numpy as np
+with av.open(sys.argv[1]) as container:
+    frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(int(sys.argv[3])), container.decode(video=0))]
+np.save(sys.argv[2], np.stack(frames))
+"""
+
+
+def test_background_shows_the_frame_the_mesh_was_made_from_on_mpeg1(fresh_scene, tmp_path, grid_clip, real_runtime_python):  # noqa: F811,E501
+    """Blender's FFmpeg shows GRID frame 12 for scene frames 1-12; PyAV decodes exactly. After the
+    build every captured frame's background is PyAV's picture of that frame."""
+    from faceanything_blender.scene.decoding import blender_frames
+    from faceanything_blender.scene.timing import capture_timing
+
+    capture_dir, reconstruction = make_capture(tmp_path / "capture", frame_count=20)
+    built = build_capture(fresh_scene, capture_dir, footage=str(grid_clip), animation="POINT_CACHE")
+    assert any("image sequence" in warning for warning in built["warnings"]), built["warnings"]
+    clip = bpy.data.movieclips[built["clip"]]
+    assert fresh_scene.camera.data.background_images[0].clip == clip == fresh_scene.active_clip
+    assert clip.tracking.tracks.get("FA_chin") is not None  # the tracks went onto the clip it plays
+
+    decoded = tmp_path / "pyav.npy"
+    done = subprocess.run([str(real_runtime_python), "-c", PYAV_SCRIPT, str(grid_clip), str(decoded), "20"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    exact = np.load(decoded).astype(np.float32)
+    scene_frames = capture_timing(reconstruction.source_indices, 25.0).scene_frames
+    shown = blender_frames(fresh_scene, clip, [int(frame) for frame in scene_frames])
+    for t, picture in enumerate(shown):
+        distance = [np.abs(picture - frame).mean() for frame in exact]
+        assert int(np.argmin(distance)) == reconstruction.source_indices[t] and distance[t] < 0.5, (t, distance[t])
