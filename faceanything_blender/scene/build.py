@@ -12,7 +12,8 @@ converted to Blender axes in `axes`, and are written in bulk. Layout (see axes.p
                          custom property ``visible`` keyed 1 seen / 0 hidden)
 
 The footage's movie clip gets the capture's intrinsics as its tracking camera and one 2D track
-per point, named like the empties (tracks.py).
+per point, named like the empties (tracks.py). A video Blender decodes differently from the
+runtime is replaced by an image sequence of the runtime's frames (decoding.py).
 
 Re-running a capture deletes the objects, data and actions it made (recorded on its collection,
 see tags.py; copies an artist made with Shift+D or Alt+D are kept) and reuses its collection.

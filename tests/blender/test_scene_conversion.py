@@ -47,7 +47,8 @@ def test_conversion_there_and_back_plays_the_same_vertices(fresh_scene, tmp_path
         assert not face.modifiers and len(face.data.shape_keys.key_blocks) == 8
     else:
         assert face.data.shape_keys is None and [m.type for m in face.modifiers] == ["MESH_CACHE"]
-        assert np.array_equal(read_pc2(converted["cache_path"]), expected_world(reconstruction.vertices).astype(np.float32))
+        written = read_pc2(converted["cache_path"])
+        assert np.array_equal(written, expected_world(reconstruction.vertices).astype(np.float32))
     assert_plays_the_capture(fresh_scene, face, reconstruction)
     convert_face(face, built_as)
     assert face_animation(face) == built_as
@@ -113,7 +114,8 @@ def export_and_import(scene, path, file_format: str) -> list:
 
 @pytest.mark.parametrize(
     "file_format, animation",
-    [("fbx", "SHAPE_KEYS"), ("abc", "POINT_CACHE"), ("abc", "SHAPE_KEYS"), ("usd", "POINT_CACHE"), ("usd", "SHAPE_KEYS")],
+    [("fbx", "SHAPE_KEYS"), ("abc", "POINT_CACHE"), ("abc", "SHAPE_KEYS"), ("usd", "POINT_CACHE"),
+     ("usd", "SHAPE_KEYS")],
 )
 def test_exports_reimport_with_the_captured_vertices(fresh_scene, tmp_path, file_format, animation):  # noqa: F811
     """A capture built with a point cache, converted where FBX needs shape keys, exported and

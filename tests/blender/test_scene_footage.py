@@ -70,7 +70,9 @@ np.save(sys.argv[2], np.stack(frames))
 """
 
 
-def test_background_shows_the_frame_the_mesh_was_made_from_on_mpeg1(fresh_scene, tmp_path, grid_clip, real_runtime_python):  # noqa: F811,E501
+def test_background_shows_the_frame_the_mesh_was_made_from_on_mpeg1(
+    fresh_scene, tmp_path, grid_clip, real_runtime_python  # noqa: F811
+):
     """Blender's FFmpeg shows GRID frame 12 for scene frames 1-12; PyAV decodes exactly. After the
     build every captured frame's background is PyAV's picture of that frame."""
     from faceanything_blender.scene.decoding import blender_frames
@@ -93,3 +95,13 @@ def test_background_shows_the_frame_the_mesh_was_made_from_on_mpeg1(fresh_scene,
     for t, picture in enumerate(shown):
         distance = [np.abs(picture - frame).mean() for frame in exact]
         assert int(np.argmin(distance)) == reconstruction.source_indices[t] and distance[t] < 0.5, (t, distance[t])
+
+
+def test_only_a_clearly_other_frame_counts_as_shown_elsewhere():
+    from faceanything_blender.scene.decoding import frames_shown_elsewhere
+
+    frames = [np.full((4, 4, 3), value, np.uint8) for value in (10, 40, 40, 90)]  # frames 1 and 2 alike
+    assert frames_shown_elsewhere(frames, frames) == []
+    assert frames_shown_elsewhere([frames[3], frames[1], frames[1], frames[3]], frames) == [0]
+    nearly = [frame + 1 for frame in frames]  # another decoder's colours: off by one everywhere
+    assert frames_shown_elsewhere(nearly, frames) == []
