@@ -30,8 +30,8 @@ import numpy as np
 from . import runtime_modules
 from .animation import animate
 from .axes import canonical_to_head, head_pose_to_world, opencv_points_to_world, point_offsets_in_head_axes
-from .decoding import check_footage_decoding
 from .camera import camera_lens, configure_render, configure_tracking_camera, create_camera
+from .decoding import check_footage_decoding
 from .empties import HEAD_SIZE_M, POINT_SIZE_M, ROOT_SIZE_M, animate_point, create_empty, head_transform_curves
 from .mesh import add_point_cache, add_shape_keys, create_face_mesh, write_pc2
 from .tags import CAPTURE_KEY, POINT_KEY, record_made, take_made
@@ -88,12 +88,7 @@ def build_capture(
     points = build_point_empties(made, reconstruction, frames, head)
     face, cache_path = build_face(made, reconstruction, timing, animation, root, capture_dir, warnings)
     clip = footage_as_captured(scene, clip, camera, reconstruction, timing, capture_dir, collection.name, warnings)
-    tracks = []
-    if clip is not None and tuple(clip.size) == reconstruction.frame_size:
-        configure_tracking_camera(clip, reconstruction.intrinsics, *reconstruction.frame_size)
-        track_names = [points[name] for name in reconstruction.point_names]
-        tracks = write_tracks(clip, track_names, reconstruction.point_pixels, reconstruction.point_visible,
-                              timing.scene_frames, reconstruction.frame_size)
+    tracks = build_clip_tracking(clip, reconstruction, timing, points)
     return {
         "collection": collection.name,
         "root": root.name,
@@ -205,6 +200,19 @@ def build_face(
     return face, cache_path
 
 
+def build_clip_tracking(clip, reconstruction, timing: CaptureTiming, points: dict[str, str]) -> list[str]:
+    """The clip's tracking camera and one track per point (named like its empty); returns the
+    track names. Nothing when the clip is not the captured size (it would not line up)."""
+    if clip is None or tuple(clip.size) != reconstruction.frame_size:
+        return []
+    configure_tracking_camera(clip, reconstruction.intrinsics, *reconstruction.frame_size)
+    names = [points[name] for name in reconstruction.point_names]
+    return write_tracks(
+        clip, names, reconstruction.point_pixels, reconstruction.point_visible, timing.scene_frames,
+        reconstruction.frame_size,
+    )
+
+
 def remove_capture(capture_id: str) -> None:
     """Delete the objects, object data and actions a previous build of this capture made."""
     made = [block for c in bpy.data.collections if c.get(CAPTURE_KEY) == capture_id for block in take_made(c)]
@@ -276,6 +284,8 @@ def footage_as_captured(
     """The clip the background plays: ``clip``, or an image sequence of the frames the runtime
     decoded when Blender decodes the video differently (decoding.py)."""
     if clip is None or Path(clip.filepath).suffix.lower() in IMAGE_SUFFIXES:
+        return clip
+    if tuple(clip.size) != reconstruction.frame_size:  # already warned: it will not line up anyway
         return clip
     checked = check_footage_decoding(
         scene, clip, Path(bpy.path.abspath(clip.filepath)), reconstruction.source_indices, timing.scene_frames,

@@ -131,7 +131,11 @@ def check_footage_decoding(
         warnings.append(f"Could not check how Blender decodes {footage.name} ({exc}).")
         return clip
     usable = [k for k in range(count) if indices[k] in decoded]
-    shown = blender_frames(scene, clip, [int(scene_frames[k]) for k in usable])
+    try:
+        shown = blender_frames(scene, clip, [int(scene_frames[k]) for k in usable])
+    except RuntimeError as exc:  # the render refused (no camera, a render already running)
+        warnings.append(f"Could not check how Blender decodes {footage.name} ({exc}).")
+        return clip
     step = PIXEL_STEP
     wrong = frames_shown_elsewhere(
         [picture[::step, ::step] for picture in shown], [decoded[indices[k]][::step, ::step] for k in usable]
