@@ -162,6 +162,7 @@ def image_sequence_clip(
                             f"image sequence failed ({exc}): the background is off there.")
             return clip
     sequence = bpy.data.movieclips.load(str(first), check_existing=True)
+    sequence.name = f"{footage.stem} frames"
     sequence.filepath = f"{stored}/{first.name}"
     sequence.frame_start, sequence.frame_offset = clip.frame_start, clip.frame_offset
     shown = ", ".join(str(i) for i in wrong[:5]) + (" ..." if len(wrong) > 5 else "")
