@@ -12,7 +12,7 @@ import atexit
 import bpy
 from bpy.app.handlers import persistent
 
-from . import capture_job, operators, prefs, props, rig, rig_props, runtime_client, runtime_tasks, ui
+from . import capture_job, operators, prefs, props, rig, rig_props, runtime_client, runtime_tasks, scene_operators, ui
 
 classes = (
     *rig_props.classes,
@@ -20,6 +20,7 @@ classes = (
     *prefs.classes,
     *operators.classes,
     *rig.classes,
+    *scene_operators.classes,
     *ui.classes,
 )
 

@@ -9,10 +9,14 @@ Binding adds one constraint per row of ``Scene.faceanything.rig_bindings``, name
 * Copy Offset (COPY_LOCATION): the same without gain (Copy Location with offset).
 * Aim (DAMPED_TRACK): the bone points at the empty itself, for a rig placed over the capture.
 
-Baking evaluates every frame of the scene's range, keys the bound bones' resulting local
-transforms (bulk F-curve writes), removes the ``FA`` constraints and mutes the bones' other
-constraints, which are already part of the baked motion, so playback is exactly what it was.
-It needs no window or operator context, so it works headless.
+Baking removes only what binding added. It evaluates every frame of the scene's range with the
+bound bones' other constraints (the rig's own: Rigify's lids following the eyes) switched off,
+keys the resulting local transforms (the bones' own channels plus the ``FA`` constraints;
+bulk F-curve writes), removes the ``FA`` constraints and switches the rig's constraints back
+on, so they keep working on top of the baked motion. Playback is what it was wherever the rig's
+constraints and the capture's add up (offsets, Copy Location with offset, Transform in Add
+mode), which is how the Offset and Copy Offset modes drive a bone. It needs no window or
+operator context, so it works headless.
 """
 from __future__ import annotations
 
@@ -152,28 +156,34 @@ def _rotation_curves(pose_bone, frames: np.ndarray, rotations: list[Quaternion],
 
 def bake_rig(scene: bpy.types.Scene, armature: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> dict:
     """Key the bones that carry ``FA`` constraints over the scene's frame range (evaluated in
-    ``depsgraph``, the scene's), then remove those constraints and mute the bones' other ones.
-    Returns {"bones": [names], "frames": count, "muted": ["bone: constraint", ...]}."""
+    ``depsgraph``, the scene's, with the bones' other constraints off), then remove the ``FA``
+    constraints; the other constraints stay as they were. Returns {"bones": [names], "frames":
+    count, "kept": ["bone: constraint", ...] (the rig's own constraints still active on them)}."""
     bones = [pb.name for pb in armature.pose.bones if any(c.name.startswith(CONSTRAINT_PREFIX) for c in pb.constraints)]
     if not bones:
-        return {"bones": [], "frames": 0, "muted": []}
+        return {"bones": [], "frames": 0, "kept": []}
     frames = np.arange(scene.frame_start, scene.frame_end + 1, dtype=np.float64)
-    samples = _local_transforms(scene, armature, bones, frames, depsgraph)
+    kept = [
+        (name, constraint)
+        for name in bones
+        for constraint in armature.pose.bones[name].constraints
+        if not constraint.name.startswith(CONSTRAINT_PREFIX) and not constraint.mute
+    ]
+    for _, constraint in kept:
+        constraint.mute = True
+    try:
+        samples = _local_transforms(scene, armature, bones, frames, depsgraph)
+    finally:
+        for _, constraint in kept:
+            constraint.mute = False
     remove_capture_constraints(armature)
-    muted, curves = [], []
-    for name in bones:
-        pose_bone = armature.pose.bones[name]
-        for constraint in pose_bone.constraints:
-            if not constraint.mute:
-                constraint.mute = True
-                muted.append(f"{name}: {constraint.name}")
-        curves += _bone_curves(pose_bone, frames, samples[name])
+    curves = [curve for name in bones for curve in _bone_curves(armature.pose.bones[name], frames, samples[name])]
     animation_data = armature.animation_data
     if animation_data and animation_data.action:
         animate(armature, animation_data.action, curves)
     else:
         animate(armature, bpy.data.actions.new(f"{armature.name} capture"), curves)
-    return {"bones": bones, "frames": len(frames), "muted": muted}
+    return {"bones": bones, "frames": len(frames), "kept": [f"{name}: {c.name}" for name, c in kept]}
 
 
 def _local_transforms(scene, armature, bones: list[str], frames: np.ndarray, depsgraph) -> dict[str, list[tuple]]:
@@ -258,8 +268,8 @@ class FACEANYTHING_OT_bake_rig(_NeedsArmature, bpy.types.Operator):
             self.report({"ERROR"}, f"{armature.name} has no capture constraints to bake; press Bind Rig first")
             return {"CANCELLED"}
         message = f"Baked {len(result['bones'])} bone(s) over {result['frames']} frames"
-        if result["muted"]:
-            message += f"; muted {len(result['muted'])} other constraint(s) on them (already in the baked motion)"
+        if result["kept"]:
+            message += f"; their {len(result['kept'])} own rig constraint(s) still act on top"
         self.report({"INFO"}, message)
         return {"FINISHED"}
 

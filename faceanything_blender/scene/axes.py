@@ -73,3 +73,18 @@ def point_offsets_in_head_axes(
     rotation, translation = camera_to_canonical[:, :3, :3], camera_to_canonical[:, None, :3, 3]
     canonical = np.einsum("tij,tpj->tpi", rotation, positions) + translation
     return canonical_to_head(canonical - np.asarray(rest_canonical, np.float64)[None])
+
+
+def opencv_pixels_to_clip(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(..., 2) OpenCV pixel positions -> Movie Clip normalised coordinates, float64.
+
+    OpenCV puts the centre of pixel (row r, column c) at (x=c, y=r), y down. Blender's Movie
+    Clip (markers, the tracking camera's principal point) spans 0..1 from the frame's
+    bottom-left corner, y up, with pixel i covering [i, i + 1] (its centre at i + 0.5;
+    tests/blender/test_scene_tracks.py checks this against Blender's own feature detector).
+    """
+    pixels = np.asarray(pixels, np.float64)
+    clip = np.empty(pixels.shape, np.float64)
+    clip[..., 0] = (pixels[..., 0] + 0.5) / width
+    clip[..., 1] = 1.0 - (pixels[..., 1] + 0.5) / height
+    return clip

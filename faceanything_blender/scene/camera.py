@@ -21,7 +21,7 @@ import bpy
 import numpy as np
 
 from .animation import Curve, animate
-from .axes import CAMERA_ROTATION_EULER
+from .axes import CAMERA_ROTATION_EULER, opencv_pixels_to_clip
 
 SENSOR_MM = 36.0
 CLIP_START_M = 0.01
@@ -106,3 +106,19 @@ def configure_render(scene: bpy.types.Scene, width: int, height: int, lens: Came
     render.resolution_x, render.resolution_y = int(width), int(height)
     render.resolution_percentage = 100
     render.pixel_aspect_x, render.pixel_aspect_y = lens.pixel_aspect
+
+
+def configure_tracking_camera(clip: bpy.types.MovieClip, intrinsics: np.ndarray, width: int, height: int) -> None:
+    """Give the clip's tracking camera (what Blender's camera solve and undistortion use)
+    frame 0's pixel intrinsics: the focal length in pixels on the same 36 mm sensor as the
+    capture's camera, the principal point, and the pixel aspect fy / fx (Blender's render
+    pixel aspect x / y, as `camera_lens` sets it); no lens distortion."""
+    k = np.asarray(intrinsics, np.float64).reshape(-1, 3, 3)[0]
+    camera = clip.tracking.camera
+    camera.sensor_width = SENSOR_MM
+    camera.units = "PIXELS"
+    camera.focal_length_pixels = float(k[0, 0])
+    camera.pixel_aspect = float(k[1, 1] / k[0, 0])
+    principal = opencv_pixels_to_clip(k[:2, 2], width, height) * (width, height)
+    camera.principal_point_pixels = principal.tolist()
+    camera.k1 = camera.k2 = camera.k3 = 0.0

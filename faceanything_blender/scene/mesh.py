@@ -1,9 +1,7 @@
 """The face mesh and its two kinds of animation: a PC2 point cache or one shape key per frame."""
 from __future__ import annotations
 
-import os
-import struct
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import bpy
@@ -11,10 +9,9 @@ import numpy as np
 
 from .animation import Curve, animate
 from .axes import opencv_points_to_world
+from .point_cache import write_pc2_samples
 from .timing import CaptureTiming, mesh_cache_mapping, shape_key_switches
 
-PC2_HEADER = struct.Struct("<12siiffi")  # signature, version, vertices, start frame, sample rate, samples
-PC2_SIGNATURE = b"POINTCACHE2\0"
 # Frames converted and written at a time: bounded memory for any capture length.
 PC2_CHUNK_BYTES = 32 * 1024 * 1024
 UV_LAYER = "UVMap"
@@ -41,22 +38,17 @@ def create_face_mesh(name: str, positions_world: np.ndarray, triangles: np.ndarr
 def write_pc2(path: Path, vertices: np.ndarray, timing: CaptureTiming) -> None:
     """Write (T, V, 3) OpenCV-camera vertices (a memory map is fine) as world-space PC2 samples.
 
-    Streams chunks of frames, so memory stays at one chunk whatever the capture's length, and
-    writes through a temporary file and a rename, so a reader never sees half a cache.
+    Streams chunks of frames, so memory stays at one chunk whatever the capture's length.
     """
     frame_count, vertex_count = vertices.shape[:2]
-    chunk = max(1, PC2_CHUNK_BYTES // (vertex_count * 12))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(PC2_HEADER.pack(PC2_SIGNATURE, 1, vertex_count, timing.first, timing.step, frame_count))
-            for start in range(0, frame_count, chunk):
-                handle.write(opencv_points_to_world(vertices[start : start + chunk]))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    chunk = frames_per_chunk(vertex_count)
+    chunks = (opencv_points_to_world(vertices[start : start + chunk]) for start in range(0, frame_count, chunk))
+    write_pc2_samples(path, vertex_count, frame_count, chunks, timing.first, timing.step)
+
+
+def frames_per_chunk(vertex_count: int) -> int:
+    """Frames of a PC2 chunk: PC2_CHUNK_BYTES of samples."""
+    return max(1, PC2_CHUNK_BYTES // (vertex_count * 12))
 
 
 def add_point_cache(obj: bpy.types.Object, cache_path: str, timing: CaptureTiming) -> bpy.types.Modifier:
@@ -70,13 +62,14 @@ def add_point_cache(obj: bpy.types.Object, cache_path: str, timing: CaptureTimin
 
 
 def add_shape_keys(
-    obj: bpy.types.Object, vertices: np.ndarray, timing: CaptureTiming, action: bpy.types.Action
+    obj: bpy.types.Object, world_frame: Callable[[int], np.ndarray], timing: CaptureTiming, action: bpy.types.Action
 ) -> None:
-    """One shape key per captured frame, switched on by a constant-interpolation curve."""
+    """One shape key per captured frame, switched on by a constant-interpolation curve;
+    ``world_frame(t)`` gives capture index t's (V, 3) world-space vertices."""
     obj.shape_key_add(name="Basis", from_mix=False)
     for t, frame in enumerate(timing.scene_frames):
         key = obj.shape_key_add(name=f"frame_{int(frame):06d}", from_mix=False)
-        key.data.foreach_set("co", opencv_points_to_world(vertices[t]).ravel())
+        key.data.foreach_set("co", np.asarray(world_frame(t), np.float32).ravel())
     key_blocks = obj.data.shape_keys.key_blocks
     curves = [
         Curve(f'key_blocks["{key_blocks[t + 1].name}"].value', 0, frames, values, "Frames")

@@ -81,3 +81,35 @@ def render_preview(scene: bpy.types.Scene, path: Path | str, frame: int | None =
         if tree is not None:
             bpy.data.node_groups.remove(tree)
     return path
+
+
+def render_footage_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, frames, folder: Path) -> list[Path]:
+    """What the camera background shows at each scene frame of ``frames``: ``clip`` as Blender
+    decodes it, rendered through the compositor alone to ``folder/NNNNNN.png`` (8-bit RGB,
+    colours unchanged). Every scene setting touched is put back."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tree = bpy.data.node_groups.new("FA footage", "CompositorNodeTree")
+    tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+    footage = tree.nodes.new("CompositorNodeMovieClip")
+    footage.clip = clip
+    tree.links.new(footage.outputs["Image"], tree.nodes.new("NodeGroupOutput").inputs[0])
+    saved_frame = scene.frame_current
+    paths = []
+    try:
+        with (
+            _temporarily(scene.render, engine="BLENDER_WORKBENCH", resolution_percentage=100),
+            _temporarily(scene.render.image_settings, file_format="PNG", color_mode="RGB", color_depth="8"),
+            _temporarily(scene.view_settings, view_transform="Standard", look="None", exposure=0.0, gamma=1.0),
+            _temporarily(scene, compositing_node_group=tree),
+        ):
+            for frame in frames:
+                path = folder / f"{int(frame):06d}.png"
+                scene.frame_set(int(frame))
+                with _temporarily(scene.render, filepath=str(path)):
+                    bpy.ops.render.render(write_still=True, scene=scene.name)
+                paths.append(path)
+    finally:
+        scene.frame_set(saved_frame)
+        bpy.data.node_groups.remove(tree)
+    return paths

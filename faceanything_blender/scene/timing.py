@@ -1,8 +1,9 @@
 """Which scene frame shows which captured frame, and how Blender's players are told so.
 
-Scene frame ``source index + 1`` shows footage frame ``source index``: the footage clip starts
-at scene frame 1, and Blender counts frames from 1. A capture of every ``step``-th frame holds
-each captured frame until the next one, the same way in every animation mode.
+Scene frame N shows footage frame number N (the runtime's ``frame_numbers.py`` states the
+convention): the footage clip starts at the scene frame of the footage's first number. A capture
+of every ``step``-th frame holds each captured frame until the next one, the same way in every
+animation mode.
 """
 from __future__ import annotations
 
@@ -33,14 +34,15 @@ def scene_rate(fps: float) -> tuple[int, float]:
     return whole, whole / fps
 
 
-def capture_timing(source_indices: np.ndarray, fps: float) -> CaptureTiming | None:
-    """Timing of captured frames; None when they are not evenly spaced (the caller says so)."""
-    indices = np.asarray(source_indices, np.int64)
-    steps = np.diff(indices)
+def capture_timing(frame_numbers: np.ndarray, fps: float) -> CaptureTiming | None:
+    """Timing of captured frames (their footage frame numbers); None when they are not evenly
+    spaced (the caller says so)."""
+    numbers = np.asarray(frame_numbers, np.int64)
+    steps = np.diff(numbers)
     if steps.size and (steps[0] < 1 or np.any(steps != steps[0])):
         return None
     whole, base = scene_rate(fps)
-    return CaptureTiming(indices + 1, int(steps[0]) if steps.size else 1, whole, base)
+    return CaptureTiming(numbers, int(steps[0]) if steps.size else 1, whole, base)
 
 
 def mesh_cache_mapping(timing: CaptureTiming) -> tuple[float, float]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from bpy_extras.object_utils import world_to_camera_view
 
-from faceanything_blender.scene.runtime_modules import reconstruction_format
+from faceanything_blender.runtime_paths import runtime_module
 from faceanything_blender.scene.tags import CAPTURE_KEY
 from tests.fixtures.synthetic import patch_clip, write_reconstruction
 
@@ -37,7 +37,7 @@ def make_capture(folder: Path, **options):
     """Write the reconstruction of a synthetic clip (`patch_clip(**options)`); returns
     (capture_dir, the reconstruction read back)."""
     capture_dir = write_reconstruction(folder, patch_clip(**options))
-    formats = reconstruction_format()
+    formats = runtime_module("reconstruction_format")
     return capture_dir, formats.load_reconstruction(formats.reconstruction_dir(capture_dir), memory_map=False)
 
 

@@ -17,7 +17,7 @@ import pytest
 from bpy_extras import anim_utils
 
 from faceanything_blender.scene import build, build_capture, mesh
-from faceanything_blender.scene.runtime_modules import errors, reconstruction_format
+from faceanything_blender.runtime_paths import runtime_module
 from faceanything_blender.scene.tags import CAPTURE_KEY, POINT_KEY
 from faceanything_blender.scene.timing import capture_timing
 from tests.blender.scene_fixtures import (
@@ -133,7 +133,7 @@ def test_pc2_written_in_small_chunks_is_the_same_file(fresh_scene, tmp_path, mon
 def test_pc2_is_streamed_in_bounded_memory(tmp_path, monkeypatch):
     """Writing the cache holds one chunk of converted frames, never the whole capture."""
     capture_dir, _ = make_capture(tmp_path / "capture", frame_count=60, grid=30)
-    formats = reconstruction_format()
+    formats = runtime_module("reconstruction_format")
     reconstruction = formats.load_reconstruction(formats.reconstruction_dir(capture_dir), memory_map=True)
     frame_bytes = 30 * 30 * 12
     monkeypatch.setattr(mesh, "PC2_CHUNK_BYTES", 2 * frame_bytes)
@@ -178,7 +178,7 @@ def test_motion_is_written_as_whole_linear_curves(fresh_scene, tmp_path):  # noq
         assert frames == list(range(3, 11))
         assert {point.interpolation for point in curve.keyframe_points} == {"LINEAR"}
     empty = bpy.data.objects[built["points"]["chin"]]
-    assert [c.data_path for c in channelbag(empty).fcurves] == ["location"] * 3
+    assert [c.data_path for c in channelbag(empty).fcurves] == ["location"] * 3 + ['["visible"]']
     # One action carries the whole capture, a slot per animated object.
     assert head.animation_data.action == empty.animation_data.action
     assert head.animation_data.action_slot != empty.animation_data.action_slot
@@ -262,7 +262,7 @@ def test_long_shape_key_captures_warn(fresh_scene, tmp_path, monkeypatch):  # no
 
 
 def test_bad_captures_are_refused_with_what_to_do(fresh_scene, tmp_path):  # noqa: F811
-    input_error = errors().InputError
+    input_error = runtime_module("errors").InputError
     with pytest.raises(input_error, match="no header.json") as missing:
         build_capture(fresh_scene, tmp_path / "empty", footage="", animation="POINT_CACHE")
     assert str(tmp_path / "empty") in str(missing.value) and missing.value.hint

@@ -131,9 +131,10 @@ def test_baked_rig_moves_the_same_without_the_capture(captured_rig, fresh_scene)
     add_row(settings, "lips.L", "FA_mouth_corner_L", "TRANSFORM", gain=3.0)
     add_row(settings, "brow.T.L.002", "FA_brow_mid_L", "COPY_LOCATION", influence=0.5)
     add_row(settings, "jaw", "FA_chin", "DAMPED_TRACK")
-    # A rig's own constraint on a bound bone (Rigify's tweaks have them) is part of the baked motion.
+    # A rig's own constraint on a bound bone, as Rigify's lids follow the eyes: "tail" is the eye.
     follow = armature.pose.bones["brow.T.L.002"].constraints.new("COPY_LOCATION")
-    follow.target, follow.subtarget, follow.influence = armature, "jaw", 0.3
+    follow.target, follow.subtarget, follow.influence, follow.use_offset = armature, "tail", 0.3, True
+    armature.pose.bones["tail"].location = (0.01, 0.0, 0.02)
     # Each rotation mode gets its own channels.
     armature.pose.bones["jaw"].rotation_mode = "ZXY"
     armature.pose.bones["brow.T.L.002"].rotation_mode = "AXIS_ANGLE"
@@ -142,7 +143,7 @@ def test_baked_rig_moves_the_same_without_the_capture(captured_rig, fresh_scene)
 
     assert bpy.ops.faceanything.bake_rig() == {"FINISHED"}
     constraints = {pb.name: [(c.name, c.mute) for c in pb.constraints] for pb in armature.pose.bones if pb.constraints}
-    assert constraints == {"brow.T.L.002": [("Copy Location", True)]}
+    assert constraints == {"brow.T.L.002": [("Copy Location", False)]}  # only the capture's constraints went
     remove_capture(str(capture_dir.resolve()))
     assert not any(obj.name.startswith("FA_") for obj in fresh_scene.objects)
     baked = pose_over_frames(fresh_scene, armature)
@@ -156,6 +157,14 @@ def test_baked_rig_moves_the_same_without_the_capture(captured_rig, fresh_scene)
     assert expected <= rotations
     with pytest.raises(RuntimeError, match="no capture constraints"):
         bpy.ops.faceanything.bake_rig()
+    # The rig's constraint still works after the bake: the brow follows when the "eye" moves.
+    armature.pose.bones["tail"].location = (0.01, 0.0, 0.07)  # 5 cm along the bone's local Y
+    moved = pose_over_frames(fresh_scene, armature)
+    eye_shift = moved[1]["tail"][:3, 3] - baked[1]["tail"][:3, 3]
+    assert np.linalg.norm(eye_shift) > 0.04
+    for frame in constrained:
+        assert np.allclose(moved[frame]["brow.T.L.002"][:3, 3] - baked[frame]["brow.T.L.002"][:3, 3], 0.3 * eye_shift,
+                           atol=1e-6), frame
 
 
 def test_rigify_preset_fills_the_table_with_matching_bones(captured_rig, fresh_scene):  # noqa: F811
