@@ -101,7 +101,7 @@ def grid_clip() -> Path:
     return clip
 
 
-def pump_until_done(operators) -> int:
+def pump_until_done(capture_job) -> int:
     """Drive the capture timer as Blender would, until it stops; returns how many times it ran."""
     deadline = time.monotonic() + PUMP_GUARD_S
     calls = 0

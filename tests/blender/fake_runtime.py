@@ -16,7 +16,6 @@ whole) and resumes it, computing only missing frames.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -25,9 +24,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("fake_runtime_protocol", REPO / "model_runtime" / "protocol.py")
-protocol = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(protocol)
+sys.path.insert(0, str(REPO))
+from model_runtime import protocol  # noqa: E402 - standard library only, like the extension's copy
 
 _write_lock = threading.Lock()
 cancel_requested = threading.Event()

@@ -80,7 +80,7 @@ def test_capture_runs_to_the_end_and_builds_on_the_main_thread(addon, scene, set
     settings.animation = "SHAPE_KEYS"
     assert bpy.ops.faceanything.capture() == {"FINISHED"}
     assert addon.capture_job.is_capturing() and settings.status == "RUNNING"
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert settings.status == "DONE", settings.last_error
     [call] = builder
     assert settings.last_result == ", ".join(call["made"])
@@ -94,15 +94,15 @@ def test_capture_runs_to_the_end_and_builds_on_the_main_thread(addon, scene, set
 
 def test_capture_folder_is_in_the_cache_and_keyed_by_the_footage(addon, scene, settings, builder, tmp_path):
     bpy.ops.faceanything.capture()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     first = settings.capture_dir
     assert first.startswith(str(tmp_path / "cache" / "talking_head-"))
     bpy.ops.faceanything.capture()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert settings.capture_dir == first
     settings.frames = "1:3"
     bpy.ops.faceanything.capture()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert settings.capture_dir != first
 
 
@@ -134,14 +134,14 @@ def test_cancel_keeps_the_capture_and_capture_resumes_it(addon, scene, settings,
     bpy.ops.faceanything.capture()
     wait_for(lambda: addon.capture_job.pump_capture() and settings.frames_done >= 2, "two frames")
     assert bpy.ops.faceanything.cancel() == {"FINISHED"}
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert settings.status == "CANCELLED" and "resume" in settings.last_hint
     assert builder == []
     folder = settings.capture_dir
 
     monkeypatch.delenv("FAKE_RUNTIME_HOLD")
     bpy.ops.faceanything.capture()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert settings.status == "DONE" and settings.capture_dir == folder
     log = (tmp_path / "cache" / "logs" / f"{Path(folder).name}.log").read_text()
     assert log.count("fake runtime: frame 0") == 1 and log.count("fake runtime: frame 5") == 1
@@ -152,7 +152,7 @@ def test_a_killed_runtime_shows_its_last_messages(addon, scene, settings, builde
     bpy.ops.faceanything.capture()
     wait_for(lambda: addon.capture_job.pump_capture() and settings.frames_done >= 2, "two frames")
     addon.capture_job._capture.job.client._process.kill()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert settings.status == "ERROR"
     assert "was killed by SIGKILL" in settings.last_error
     assert "fake runtime: frame 1" in settings.last_log
@@ -181,7 +181,7 @@ def test_missing_footage_is_reported(addon, scene, settings, tmp_path):
 def test_a_runtime_error_reaches_the_panel_in_plain_words(addon, scene, settings, builder, monkeypatch):
     monkeypatch.setenv("FAKE_RUNTIME_FAIL", "bad_input")
     bpy.ops.faceanything.capture()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert settings.status == "ERROR"
     assert settings.last_error.endswith("talking head.mp4 cannot be read")
     assert settings.last_hint.startswith("Pick another file.")
@@ -193,7 +193,7 @@ def test_a_failed_scene_build_keeps_the_capture(addon, scene, settings, builder,
 
     monkeypatch.setattr(addon.scene, "build_from_capture", broken)
     bpy.ops.faceanything.capture()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert settings.status == "ERROR"
     assert settings.last_error == "Building the Blender scene failed: no mesh in the reconstruction"
     assert settings.capture_dir in settings.last_hint
@@ -224,7 +224,7 @@ def test_panel_draws_in_every_state(addon, scene, settings, builder, tmp_path, m
     assert any(name == "operator" and args["operator"] == "faceanything.cancel" for name, args in running)
 
     bpy.ops.faceanything.cancel()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert "Cancelled at 2/6 frames" in texts(draw_panel(addon))
 
     addon.capture_job._capture = None
@@ -234,13 +234,13 @@ def test_panel_draws_in_every_state(addon, scene, settings, builder, tmp_path, m
     monkeypatch.delenv("FAKE_RUNTIME_HOLD")
     monkeypatch.setenv("FAKE_RUNTIME_FAIL", "bad_input")
     bpy.ops.faceanything.capture()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     error = texts(draw_panel(addon))
     assert "cannot be read" in error and "Resume Capture" in error
 
     monkeypatch.delenv("FAKE_RUNTIME_FAIL")
     bpy.ops.faceanything.capture()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert f"Created {', '.join(builder[-1]['made'])}" in texts(draw_panel(addon))
 
     for source in ("FOLDER", "CLIP"):
@@ -255,7 +255,7 @@ def test_preferences_draw_with_setup_and_health_states(addon, scene, fake_runtim
     assert bpy.ops.faceanything.check_runtime() == {"FINISHED"}
     wait_for(lambda: addon.runtime_tasks.pump_runtime_tasks() is None, "the health answer")
     calls = []
-    addon.ui.draw_preferences(PreferencesWithLayout(preferences, RecordingLayout(calls)), bpy.context)
+    addon.prefs.draw_preferences(PreferencesWithLayout(preferences, RecordingLayout(calls)), bpy.context)
     shown = texts(calls)
     assert f"Using {fake_runtime_python} (preferences)" in shown
     assert "Runtime fake on Python" in shown and "Backends: mediapipe" in shown
@@ -269,7 +269,7 @@ def test_preferences_draw_with_setup_and_health_states(addon, scene, fake_runtim
          "pip exited with code 1"),
     ):
         calls = []
-        addon.ui.draw_setup(RecordingLayout(calls), bpy.context, state)
+        addon.prefs.draw_setup(RecordingLayout(calls), bpy.context, state)
         assert expected in texts(calls)
 
 
@@ -294,7 +294,7 @@ def test_escape_cancels_a_capture_started_from_the_panel(addon, scene, settings,
     wait_for(lambda: addon.capture_job.pump_capture() and settings.frames_done >= 2, "two frames")
     assert operator.modal(bpy.context, SimpleNamespace(type="MOUSEMOVE", value="NOTHING")) == {"PASS_THROUGH"}
     assert operator.modal(bpy.context, SimpleNamespace(type="ESC", value="PRESS")) == {"RUNNING_MODAL"}
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert operator.modal(bpy.context, SimpleNamespace(type="TIMER", value="NOTHING")) == {"CANCELLED"}
     assert settings.status == "CANCELLED"
     assert operator.reports == [({"WARNING"}, f"Capture cancelled. {addon.capture_job.RESUME_HINT}")]

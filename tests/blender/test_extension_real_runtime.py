@@ -25,7 +25,7 @@ def capture_frames(settings, first: int, last: int) -> None:
 
 def test_capture_runs_to_the_end_and_builds_the_scene(addon, scene, real_settings):
     capture_frames(real_settings, 1, 12)
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert real_settings.status == "DONE", f"{real_settings.last_error}\n{real_settings.last_log}"
     finished = addon.capture_job.last_capture()
     assert finished.job.state.summaries["capture"]["frames"] == 12
@@ -41,14 +41,14 @@ def test_cancel_mid_run_leaves_a_capture_that_resumes(addon, scene, real_setting
     capture_frames(real_settings, 1, 60)
     wait_for(lambda: addon.capture_job.pump_capture() and real_settings.frames_done >= 3, "three captured frames")
     bpy.ops.faceanything.cancel()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert real_settings.status == "CANCELLED", real_settings.last_error
     frames = Path(real_settings.capture_dir) / "frames"
     kept = len(list(frames.glob("*.npz")))
     assert 3 <= kept < 60
 
     capture_frames(real_settings, 1, 60)
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert real_settings.status == "DONE", real_settings.last_error
     summary = addon.capture_job.last_capture().job.state.summaries["capture"]
     assert summary["frames"] == 60 and summary["computed"] == 60 - kept
@@ -58,7 +58,7 @@ def test_a_killed_runtime_ends_the_capture_with_an_error(addon, scene, real_sett
     capture_frames(real_settings, 1, 60)
     wait_for(lambda: addon.capture_job.pump_capture() and real_settings.frames_done >= 2, "two captured frames")
     addon.capture_job._capture.job.client.kill()
-    pump_until_done(addon.operators)
+    pump_until_done(addon.capture_job)
     assert real_settings.status == "ERROR"
     assert "was killed by SIGKILL" in real_settings.last_error
     assert "resume" in real_settings.last_hint
