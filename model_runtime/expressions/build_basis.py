@@ -1,0 +1,151 @@
+"""Derive the ARKit expression basis on the project's template from the ICT-FaceKit model.
+
+    .venv-runtime/bin/python -m model_runtime.expressions.build_basis [--ict PATH]
+
+Reads ``../shared/assets/ict_face_model/ict_face_model.npz`` (MIT, USC ICT) and writes
+``model_runtime/data/arkit_basis.npz``: for each of the 52 ARKit shapes, the offset of each of
+the template's 478 vertices (metres, canonical space). Only these derived offsets are kept, never
+ICT's vertices or files; ICT's licence text goes beside them (``ICT-FaceKit-LICENSE.txt``).
+
+Registration of ICT's neutral head onto the template:
+
+1. A similarity transform (Umeyama) from 56 of ICT's 68 iBUG landmarks to the MediaPipe
+   landmarks at the same places (``IBUG_TO_MEDIAPIPE``; the ear-level jaw points differ in
+   definition and are left out).
+2. A thin-plate-spline warp of the aligned ICT face that puts those landmarks exactly on the
+   template's (smoothed a little, so the warp stays gentle between landmarks).
+3. Each template vertex takes the closest point of the warped ICT face surface; near the mouth
+   a vertex above the inner-lip line only takes a point above it and one below only below, so
+   the upper lip never borrows the lower lip's motion (ICT's lips touch, the template's part).
+4. An expression's offsets at that point (barycentric over ICT's triangle), rotated and scaled
+   by step 1, are the template vertex's offsets. ICT's split ``browInnerUp`` and ``cheekPuff``
+   halves are summed; ``tongueOut`` (not in ICT) stays zero.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.interpolate import RBFInterpolator
+
+from ..template import load_template
+from .arkit import ARKIT_NAMES, INDEX, normalise_name
+from .surface import closest_on_surface, interpolate
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+BASIS_PATH = DATA / "arkit_basis.npz"
+LICENSE_PATH = DATA / "ICT-FaceKit-LICENSE.txt"
+ICT_PATH = Path(__file__).resolve().parents[3] / "shared" / "assets" / "ict_face_model" / "ict_face_model.npz"
+ICT_FACE_REGION = 0
+BASIS_VERSION = 1
+
+# iBUG 68 landmark -> MediaPipe Face Mesh landmark at the same place on the face.
+IBUG_TO_MEDIAPIPE = (
+    162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,  # jaw 0-16
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # brows 17-26
+    168, 197, 5, 4, 75, 97, 2, 326, 305,  # nose 27-35
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,  # eyes 36-47
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,  # outer lips 48-59
+    78, 82, 13, 312, 308, 317, 14, 87,  # inner lips 60-67
+)
+USED_IBUG = np.r_[3:14, 17:68]
+TPS_SMOOTHING = 1e-5
+UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+MOUTH_BAND_M = (0.006, 0.02)  # the lip rule applies this far beyond the corners (x) and the lip line (y)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="model_runtime.expressions.build_basis", description=__doc__.splitlines()[0])
+    parser.add_argument("--ict", type=Path, default=ICT_PATH, help="ict_face_model.npz")
+    args = parser.parse_args(argv)
+    if not args.ict.is_file():
+        print(f"error: the ICT face model is missing: {args.ict}\n"
+              "hint: put the shared assets folder beside the checkout (../shared).", file=sys.stderr)
+        return 2
+    basis, distance = derive_basis(args.ict)
+    np.savez_compressed(BASIS_PATH, names=np.array(ARKIT_NAMES), basis=basis.astype(np.float32),
+                        version=np.int32(BASIS_VERSION))
+    shutil.copyfile(args.ict.parent / "LICENSE", LICENSE_PATH)
+    print(f"wrote {BASIS_PATH} ({basis.shape[0]} shapes x {basis.shape[1]} vertices); "
+          f"template to ICT surface: median {1000 * np.median(distance):.2f} mm, max {1000 * distance.max():.2f} mm")
+    return 0
+
+
+def derive_basis(ict_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(52, 478, 3) offsets on the template, and each template vertex's distance to the warped
+    ICT surface (metres; small where the registration fits)."""
+    template = load_template()
+    with np.load(ict_path, allow_pickle=False) as ict:
+        neutral = ict["neutral"].astype(np.float64) / 100.0
+        expressions = ict["expression_basis"].astype(np.float64) / 100.0
+        names = [str(name) for name in ict["expression_names"]]
+        landmarks = ict["landmarks68"]
+        region = ict["region"]
+        faces = ict["faces"]
+    triangles = _face_triangles(faces, region)
+    targets = template.vertices[np.array(IBUG_TO_MEDIAPIPE)[USED_IBUG]]
+    scale, rotation, shift = umeyama(neutral[landmarks[USED_IBUG]], targets)
+    aligned = scale * neutral @ rotation.T + shift
+    warp = RBFInterpolator(aligned[landmarks[USED_IBUG]], targets - aligned[landmarks[USED_IBUG]],
+                           kernel="thin_plate_spline", smoothing=TPS_SMOOTHING)
+    warped = aligned + warp(aligned)
+    triangle, weights, distance = _lip_aware_closest(template.vertices, warped, triangles)
+    offsets = interpolate(scale * expressions @ rotation.T, triangles, triangle, weights)  # (53, 478, 3)
+    basis = np.zeros((len(ARKIT_NAMES), len(template.vertices), 3))
+    for name, offset in zip(names, offsets):
+        key = normalise_name(name)
+        arkit = next((n for n in ARKIT_NAMES if normalise_name(n) == key), None)
+        if arkit is None:  # browInnerUp_L / cheekPuff_R: halves of one ARKit shape
+            arkit = next(n for n in ARKIT_NAMES if key.startswith(normalise_name(n)))
+        basis[INDEX[arkit]] += offset
+    return basis, distance
+
+
+def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale, rotation and shift minimising |scale * R source + shift - target|^2."""
+    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
+    s, t = source - mu_s, target - mu_t
+    u, sigma, vt = np.linalg.svd(t.T @ s)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ d @ vt
+    scale = float(np.trace(np.diag(sigma) @ d) / (s ** 2).sum())
+    return scale, rotation, mu_t - scale * rotation @ mu_s
+
+
+def _face_triangles(faces: np.ndarray, region: np.ndarray) -> np.ndarray:
+    quads = faces[faces[:, 3] >= 0]
+    triangles = np.concatenate([faces[:, :3], quads[:, [0, 2, 3]]])
+    return triangles[(region[triangles] == ICT_FACE_REGION).all(axis=1)].astype(np.int32)
+
+
+def _lip_aware_closest(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray):
+    """closest_on_surface, with points near the mouth matched on their own side of the lip line."""
+    point_side = _mouth_side(points)
+    vertex_side = _mouth_side(vertices)
+    triangle_side = np.where((vertex_side[triangles] < 0).any(axis=1), -1,
+                             np.where((vertex_side[triangles] > 0).any(axis=1), 1, 0))
+    result = list(closest_on_surface(points, vertices, triangles))
+    for side in (-1, 1):
+        chosen = point_side == side
+        allowed = np.nonzero(triangle_side != -side)[0]
+        triangle, weights, distance = closest_on_surface(points[chosen], vertices, triangles[allowed])
+        result[0][chosen], result[1][chosen], result[2][chosen] = allowed[triangle], weights, distance
+    return tuple(result)
+
+
+def _mouth_side(points: np.ndarray) -> np.ndarray:
+    """+1 above the template's inner-lip line, -1 below it, 0 away from the mouth."""
+    vertices = load_template().vertices
+    line = (vertices[list(UPPER_INNER_LIP)] + vertices[list(LOWER_INNER_LIP)]) / 2
+    order = np.argsort(line[:, 0])
+    line_y = np.interp(points[:, 0], line[order, 0], line[order, 1])
+    near = (np.abs(points[:, 0]) < line[:, 0].max() + MOUTH_BAND_M[0]) & (np.abs(points[:, 1] - line_y) < MOUTH_BAND_M[1])
+    return np.where(near, np.sign(points[:, 1] - line_y), 0).astype(np.int8)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
