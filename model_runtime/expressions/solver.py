@@ -88,27 +88,30 @@ class ExpressionSolver:
         candidates = np.nonzero(~on_iris)[0]
         self.fit_vertices = candidates[:: int(np.ceil(len(candidates) / MAX_FIT_VERTICES))]
         self.design = basis[:, self.fit_vertices].reshape(len(fitted), -1)  # (S, 3V')
+        # Each shape's weight is scaled by its size (the root of its normal-matrix diagonal):
+        # a unit-diagonal problem converges in far fewer iterations when small shapes (a blink)
+        # sit beside large ones (jawOpen), and the L1 and temporal terms weigh every shape alike
+        # relative to its own size.
         normal = self.design @ self.design.T
-        scale = float(np.mean(np.diag(normal)))
-        self.normal = normal + self.settings.ridge * scale * np.eye(len(fitted))
-        self.l1 = self.settings.sparsity * scale
-        self.temporal = self.settings.temporal * scale
-        self.step = 1.0 / (np.linalg.eigvalsh(self.normal)[-1] + 4.0 * self.temporal)
+        self.size = np.sqrt(np.diag(normal))
+        self.normal = normal / np.outer(self.size, self.size) + self.settings.ridge * np.eye(len(fitted))
+        self.step = 1.0 / (np.linalg.eigvalsh(self.normal)[-1] + 4.0 * self.settings.temporal)
 
     def fit(self, offsets: np.ndarray, iterations: int | None = None) -> np.ndarray:
         """(T, S) weights in [0, 1] of FITTED_SHAPES for per-frame offsets of the fit vertices
         from the neutral, (T, V', 3)."""
         targets = np.asarray(offsets, np.float64).reshape(len(offsets), -1)
-        linear = targets @ self.design.T - self.l1  # (T, S)
-        weights = np.clip(linear @ np.linalg.inv(self.normal), 0.0, 1.0)
-        previous, momentum, t = weights, weights, 1.0
+        linear = (targets @ self.design.T - self.settings.sparsity * self.size ** 2) / self.size
+        upper = self.size
+        scaled = np.clip(linear @ np.linalg.inv(self.normal), 0.0, upper)
+        previous, momentum, t = scaled, scaled, 1.0
         for _ in range(iterations or self.settings.iterations):
-            gradient = momentum @ self.normal - linear + self.temporal * _difference_laplacian(momentum)
-            weights = np.clip(momentum - self.step * gradient, 0.0, 1.0)
+            gradient = momentum @ self.normal - linear + self.settings.temporal * _difference_laplacian(momentum)
+            scaled = np.clip(momentum - self.step * gradient, 0.0, upper)
             t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-            momentum = weights + ((t - 1.0) / t_next) * (weights - previous)
-            previous, t = weights, t_next
-        return weights
+            momentum = scaled + ((t - 1.0) / t_next) * (scaled - previous)
+            previous, t = scaled, t_next
+        return scaled / self.size
 
     def expression_shape(self, fitted_weights: np.ndarray) -> np.ndarray:
         """(T, V', 3) offsets the fitted weights make on the fit vertices."""
