@@ -12,7 +12,7 @@ import atexit
 import bpy
 from bpy.app.handlers import persistent
 
-from . import operators, prefs, props, rig, rig_props, runtime_client, ui
+from . import expressions, operators, prefs, props, rig, rig_props, runtime_client, ui
 
 classes = (
     *rig_props.classes,
@@ -20,6 +20,7 @@ classes = (
     *prefs.classes,
     *operators.classes,
     *rig.classes,
+    *expressions.classes,
     *ui.classes,
 )
 

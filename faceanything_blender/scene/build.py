@@ -9,6 +9,8 @@ converted to Blender axes in `axes`, and are written in bulk. Layout (see axes.p
         FA_face          the face mesh (Mesh Cache modifier or shape keys)
         FA_head          the head's rigid motion
           FA_<point>     one empty per tracked point (Location = offset from rest)
+        FA_expressions   the ARKit-52 curves as custom properties (scene/expressions.py), when
+                         the reconstruction has them
 
 Re-running a capture deletes the objects, data and actions tagged with its id (the resolved
 capture folder) and reuses its collection; nothing untagged is touched.
@@ -26,6 +28,7 @@ from . import runtime_modules
 from .animation import animate
 from .axes import canonical_to_head, head_pose_to_world, opencv_points_to_world, point_offsets_in_head_axes
 from .camera import camera_lens, configure_render, create_camera
+from .expressions import add_expression_control
 from .empties import HEAD_SIZE_M, POINT_SIZE_M, ROOT_SIZE_M, animate_point, create_empty, head_transform_curves
 from .mesh import add_point_cache, add_shape_keys, create_face_mesh, write_pc2
 from .tags import CAPTURE_KEY, POINT_KEY
@@ -80,6 +83,7 @@ def build_capture(
     animate(head, made.action, head_transform_curves(frames, head_pose_to_world(reconstruction.head_pose)))
     points = build_point_empties(made, reconstruction, frames, head)
     face, cache_path = build_face(made, reconstruction, timing, animation, root, capture_dir, warnings)
+    expressions = add_expression_control(made, capture_dir, timing, root, warnings)
     return {
         "collection": collection.name,
         "root": root.name,
@@ -87,6 +91,7 @@ def build_capture(
         "mesh": face.name,
         "head": head.name,
         "points": points,
+        "expressions": expressions.name if expressions else None,
         "animation": animation,
         "cache_path": cache_path,
         "frame_start": timing.first,

@@ -16,9 +16,10 @@ from ..runtime_paths import RUNTIME_PACKAGE, RuntimeNotFound, runtime_source_roo
 
 @cache
 def runtime_module(stem: str) -> ModuleType:
-    """``model_runtime/<stem>.py`` as a module named ``faceanything_runtime_<stem>``."""
-    path = runtime_source_root() / RUNTIME_PACKAGE / f"{stem}.py"
-    name = f"faceanything_runtime_{stem}"
+    """``model_runtime/<stem>.py`` as a module named ``faceanything_runtime_<stem>`` (a dotted
+    stem names a file in a subpackage: ``expressions.arkit``)."""
+    path = runtime_source_root() / RUNTIME_PACKAGE / f"{stem.replace('.', '/')}.py"
+    name = f"faceanything_runtime_{stem.replace('.', '_')}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None or not path.is_file():
         raise RuntimeNotFound(f"Cannot load {path}.", "Reinstall the extension from a zip made by `make extension`.")
@@ -35,3 +36,7 @@ def reconstruction_format() -> ModuleType:
 
 def errors() -> ModuleType:
     return runtime_module("errors")
+
+
+def arkit() -> ModuleType:
+    return runtime_module("expressions.arkit")
