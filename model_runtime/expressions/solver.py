@@ -38,6 +38,7 @@ EYES = {  # iris centre, outer and inner eye corner (template landmarks); _L is 
 EYEBALL_RADIUS_M = 0.012
 EYE_LOOK_FULL_RAD = np.radians(30.0)  # an eyeLook weight reaches 1 at this gaze angle
 MAX_FIT_VERTICES = 2000
+NEUTRAL_SAMPLE_FRAMES = 200
 """The fit uses at most this many vertices (evenly spread by index: a subdivided template's
 new vertices are midpoints of old ones, a dense mesh's run along its grid), which keeps the
 cost per frame flat in mesh density without losing any region of the face."""
@@ -100,8 +101,11 @@ class ExpressionSolver:
     def fit(self, offsets: np.ndarray, iterations: int | None = None) -> np.ndarray:
         """(T, S) weights in [0, 1] of FITTED_SHAPES for per-frame offsets of the fit vertices
         from the neutral, (T, V', 3)."""
-        targets = np.asarray(offsets, np.float64).reshape(len(offsets), -1)
-        linear = (targets @ self.design.T - self.settings.sparsity * self.size ** 2) / self.size
+        return self.fit_projected(np.asarray(offsets, np.float64).reshape(len(offsets), -1) @ self.design.T, iterations)
+
+    def fit_projected(self, projected: np.ndarray, iterations: int | None = None) -> np.ndarray:
+        """`fit` from the offsets already projected on the shapes, (T, S) = offsets @ design.T."""
+        linear = (projected - self.settings.sparsity * self.size ** 2) / self.size
         upper = self.size
         scaled = np.clip(linear @ np.linalg.inv(self.normal), 0.0, upper)
         previous, momentum, t = scaled, scaled, 1.0
@@ -113,21 +117,19 @@ class ExpressionSolver:
             previous, t = scaled, t_next
         return scaled / self.size
 
-    def expression_shape(self, fitted_weights: np.ndarray) -> np.ndarray:
-        """(T, V', 3) offsets the fitted weights make on the fit vertices."""
-        return (fitted_weights @ self.design).reshape(len(fitted_weights), -1, 3)
-
     def solve(self, head_frame_vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """(T, 52) weights (gaze shapes and tongueOut left 0), the neutral (V', 3) and the
         neutral frame (-1: estimated), from the fit vertices in the head frame (T, V', 3)."""
+        vertices = np.asarray(head_frame_vertices, np.float64)
         frame = self.settings.neutral_frame
         if frame is not None:
-            if not 0 <= frame < len(head_frame_vertices):
-                raise ValueError(f"neutral frame {frame} is outside the clip (0..{len(head_frame_vertices) - 1})")
-            neutral = head_frame_vertices[frame].astype(np.float64)
+            if not 0 <= frame < len(vertices):
+                raise ValueError(f"neutral frame {frame} is outside the clip (0..{len(vertices) - 1})")
+            neutral = vertices[frame]
         else:
-            neutral = self.estimate_neutral(head_frame_vertices)
-        fitted = self.fit(head_frame_vertices - neutral)
+            neutral = self.estimate_neutral(vertices)
+        flat = vertices.reshape(len(vertices), -1)
+        fitted = self.fit_projected(flat @ self.design.T - neutral.reshape(-1) @ self.design.T)
         weights = np.zeros((len(fitted), len(ARKIT_NAMES)), np.float32)
         weights[:, [INDEX[n] for n in FITTED_SHAPES]] = fitted
         return weights, neutral, -1 if frame is None else int(frame)
@@ -136,13 +138,20 @@ class ExpressionSolver:
         """The face with every expression taken out: start from the per-vertex median over the
         clip, fit, take the fitted expressions out of every frame and take the median again.
         Shapes held through more than half the clip pull the first median; each pass moves it
-        toward the frames where they are at rest (negative weights are clipped at 0)."""
+        toward the frames where they are at rest (negative weights are clipped at 0). Long clips
+        are sampled at NEUTRAL_SAMPLE_FRAMES evenly spaced frames."""
         vertices = np.asarray(head_frame_vertices, np.float64)
+        if len(vertices) > NEUTRAL_SAMPLE_FRAMES:
+            vertices = vertices[np.linspace(0, len(vertices) - 1, NEUTRAL_SAMPLE_FRAMES).round().astype(int)]
         neutral = np.median(vertices, axis=0)
         for _ in range(self.settings.neutral_passes):
             fitted = self.fit(vertices - neutral, iterations=max(40, self.settings.iterations // 3))
             neutral = np.median(vertices - self.expression_shape(fitted), axis=0)
         return neutral
+
+    def expression_shape(self, fitted_weights: np.ndarray) -> np.ndarray:
+        """(T, V', 3) offsets the fitted weights make on the fit vertices."""
+        return (fitted_weights @ self.design).reshape(len(fitted_weights), -1, 3)
 
 
 def _difference_laplacian(weights: np.ndarray) -> np.ndarray:
