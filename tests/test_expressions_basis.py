@@ -29,8 +29,8 @@ def test_other_shape_keys_do_not_match_and_the_first_spelling_wins():
     assert normalise_name("mouthRollUpper") != normalise_name("mouthRollUp_R")
 
 
-def test_the_basis_moves_the_right_landmarks_the_right_way():
-    basis, marks = load_basis(), load_template().landmarks
+def test_the_geometric_basis_moves_the_right_landmarks_the_right_way():
+    basis, marks = load_basis("geometric"), load_template().landmarks
     assert basis.shape == (52, 478, 3)
     assert basis[INDEX["jawOpen"], marks["chin"], 1] < -0.015  # the chin drops
     assert basis[INDEX["eyeBlinkLeft"], marks["eye_upper_lid_L"], 1] < -0.004  # the left upper lid closes
@@ -47,6 +47,17 @@ def test_the_committed_basis_is_what_the_script_derives():
     if not build_basis.ICT_PATH.is_file():
         pytest.skip(f"needs the ICT-FaceKit model of ../shared ({build_basis.ICT_PATH} is absent)")
     derived, distance = build_basis.derive_basis(build_basis.ICT_PATH)
-    np.testing.assert_allclose(derived, load_basis(), atol=1e-6)
+    np.testing.assert_allclose(derived, load_basis("geometric"), atol=1e-6)
     assert np.median(distance) < 0.002  # the template lies on the registered ICT surface
     assert build_basis.LICENSE_PATH.read_text().startswith("MIT License")
+
+
+def test_the_observed_basis_is_the_geometric_one_as_the_capture_sees_it():
+    observed, geometric, marks = load_basis("observed"), load_basis("geometric"), load_template().landmarks
+    assert observed.shape == geometric.shape and not np.array_equal(observed, geometric)
+    assert observed[INDEX["jawOpen"], marks["chin"], 1] < -0.01  # the chin drops
+    lid = marks["eye_upper_lid_L"]
+    assert geometric[INDEX["eyeBlinkLeft"], lid, 1] < observed[INDEX["eyeBlinkLeft"], lid, 1] < -0.0005
+    smile = observed[INDEX["mouthSmileLeft"], marks["mouth_corner_L"]]
+    assert smile[0] > 0.002 and smile[1] > 0.002
+    assert not observed[INDEX["tongueOut"]].any()

@@ -9,7 +9,9 @@
 2. Each clip is captured with the default backend and reconstructed (template mesh, default
    settings); ours solves the reconstruction (solver.solve_sequence). The baseline solves the
    raw MediaPipe landmarks of the capture frames with MediaPipe's own head pose, the same way
-   (same basis, same solver, on the 478 landmark vertices).
+   (same basis, same solver, on the 478 landmark vertices). Ours is also solved with the
+   geometric basis instead of the observed one (build_basis.py says how the two differ; the
+   observed basis is measured on ICT renders like these, with another head, light and skin).
 3. Per curve over both clips: Pearson r and mean absolute error against the rendered weights;
    blinks (runs above 0.5) found, missed and invented; solver milliseconds per frame on the
    7,072-vertex template mesh.
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..expressions.arkit import ARKIT_NAMES, EXPRESSIVE, INDEX
-from ..expressions.solver import ExpressionSolver, solve_sequence
+from ..expressions.solver import ExpressionSolver, SolverSettings, solve_sequence
 from .paths import CACHE, REPO
 from .sequences import bump, make_sequence
 
@@ -62,6 +64,7 @@ class ClipResult:
     name: str
     truth: np.ndarray  # (T, 52) rendered weights, ARKit order
     ours: np.ndarray  # (T, 52)
+    ours_geometric: np.ndarray  # (T, 52) ours with the geometric basis (build_basis.py)
     baseline: np.ndarray  # (T, 52)
     solver_ms_per_frame: float
 
@@ -154,11 +157,14 @@ def solve_clip(folder: Path, spec, workdir: Path) -> ClipResult:
     ours = solve_sequence(reconstruction.vertices, reconstruction.head_pose, reconstruction.canonical_vertices,
                           solver=solver)
     seconds = time.perf_counter() - started
+    geometric = solve_sequence(reconstruction.vertices, reconstruction.head_pose, reconstruction.canonical_vertices,
+                               settings=SolverSettings(basis="geometric"))
     landmarks, poses = raw_landmarks(CaptureFolder(captured.path))
     template = load_template().vertices
     baseline = solve_sequence(landmarks, poses, template)
     truth = to_arkit(spec.expressions, load_face_model().expression_names)
-    return ClipResult(folder.name, truth, ours.weights, baseline.weights, 1000 * seconds / len(truth))
+    return ClipResult(folder.name, truth, ours.weights, geometric.weights, baseline.weights,
+                      1000 * seconds / len(truth))
 
 
 def raw_landmarks(capture_folder) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +253,8 @@ def run(report, frame_count: int = 48, image_size: int = 384, samples: int = 16)
         sample = sample_curves(Path(work) / "sample")
     truth = np.concatenate([r.truth for r in results])
     methods = {"ours": np.concatenate([r.ours for r in results]),
-               "raw MediaPipe": np.concatenate([r.baseline for r in results])}
+               "raw MediaPipe": np.concatenate([r.baseline for r in results]),
+               "ours, geometric basis": np.concatenate([r.ours_geometric for r in results])}
     scores = {label: curve_scores(truth, solved) for label, solved in methods.items()}
     speed = solver_speed()
     report.section("Expression curves (ARKit 52)", summary_markdown(results, truth, methods, scores, speed))

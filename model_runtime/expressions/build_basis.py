@@ -20,6 +20,15 @@ Registration of ICT's neutral head onto the template:
 4. An expression's offsets at that point (barycentric over ICT's triangle), rotated and scaled
    by step 1, are the template vertex's offsets. ICT's split ``browInnerUp`` and ``cheekPuff``
    halves are summed; ``tongueOut`` (not in ICT) stays zero.
+
+That is the ``geometric`` basis: how the skin moves. The capture does not see all of it: MediaPipe's
+landmarks follow an eyelid or a brow only part of the way (on ICT renders a full blink moves the
+upper-lid landmark 1.3 of 7.5 mm). With ``--observed`` the script also measures the ``observed``
+basis, how the capture sees each shape: it renders ICT's generic head facing the camera, at rest
+and making each of its expressions at OBSERVED_WEIGHT (render_gt.py through Blender's Python,
+cached under bench/cache/basis/), captures the frames with the default backend, reconstructs them
+without smoothing and takes each expression frame's landmark offsets from the rest frame, in the
+head frame, divided by the weight. The solver fits the observed basis by default.
 """
 from __future__ import annotations
 
@@ -56,19 +65,30 @@ TPS_SMOOTHING = 1e-5
 UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 MOUTH_BAND_M = (0.006, 0.02)  # the lip rule applies this far beyond the corners (x) and the lip line (y)
+OBSERVED_WEIGHT = 0.7
+OBSERVED_SEED = 7  # lighting and skin tone of the measuring render (not one of the benchmark's)
+OBSERVED_SIZE, OBSERVED_SAMPLES = 384, 16
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="model_runtime.expressions.build_basis", description=__doc__.splitlines()[0])
     parser.add_argument("--ict", type=Path, default=ICT_PATH, help="ict_face_model.npz")
+    parser.add_argument("--observed", action="store_true",
+                        help="also measure the observed basis (renders with Blender's Python: a few minutes)")
     args = parser.parse_args(argv)
     if not args.ict.is_file():
         print(f"error: the ICT face model is missing: {args.ict}\n"
               "hint: put the shared assets folder beside the checkout (../shared).", file=sys.stderr)
         return 2
     basis, distance = derive_basis(args.ict)
-    np.savez_compressed(BASIS_PATH, names=np.array(ARKIT_NAMES), basis=basis.astype(np.float32),
-                        version=np.int32(BASIS_VERSION))
+    arrays = {"names": np.array(ARKIT_NAMES), "basis": basis.astype(np.float32), "version": np.int32(BASIS_VERSION)}
+    if args.observed:
+        arrays["observed"] = measure_observed_basis().astype(np.float32)
+    elif BASIS_PATH.is_file():  # keep the measured basis from the last --observed run
+        with np.load(BASIS_PATH, allow_pickle=False) as previous:
+            if "observed" in previous.files:
+                arrays["observed"] = previous["observed"]
+    np.savez_compressed(BASIS_PATH, **arrays)
     shutil.copyfile(args.ict.parent / "LICENSE", LICENSE_PATH)
     print(f"wrote {BASIS_PATH} ({basis.shape[0]} shapes x {basis.shape[1]} vertices); "
           f"template to ICT surface: median {1000 * np.median(distance):.2f} mm, max {1000 * distance.max():.2f} mm")
@@ -97,12 +117,76 @@ def derive_basis(ict_path: Path) -> tuple[np.ndarray, np.ndarray]:
     offsets = interpolate(scale * expressions @ rotation.T, triangles, triangle, weights)  # (53, 478, 3)
     basis = np.zeros((len(ARKIT_NAMES), len(template.vertices), 3))
     for name, offset in zip(names, offsets):
-        key = normalise_name(name)
-        arkit = next((n for n in ARKIT_NAMES if normalise_name(n) == key), None)
-        if arkit is None:  # browInnerUp_L / cheekPuff_R: halves of one ARKit shape
-            arkit = next(n for n in ARKIT_NAMES if key.startswith(normalise_name(n)))
-        basis[INDEX[arkit]] += offset
+        basis[INDEX[_arkit_name(name)]] += offset
     return basis, distance
+
+
+def observed_spec():
+    """The measuring clip: ICT's generic head (no identity offsets) facing the camera, frame 0 at
+    rest, frame k making ICT expression k-1 at OBSERVED_WEIGHT."""
+    from ..bench.sequences import load_face_model, make_sequence
+
+    model = load_face_model()
+    count = len(model.expression_names)
+    spec = make_sequence("talk", OBSERVED_SEED, count + 1, OBSERVED_SIZE, model=model)
+    spec.identity = np.zeros_like(spec.identity)
+    spec.expressions = np.vstack([np.zeros(count), OBSERVED_WEIGHT * np.eye(count)])
+    spec.head_angles = np.zeros_like(spec.head_angles)
+    spec.head_positions = np.repeat(spec.head_positions[:1], count + 1, axis=0)
+    return spec, model.expression_names
+
+
+def measure_observed_basis() -> np.ndarray:
+    """(52, 478, 3): each ARKit shape as the capture sees it (see the module docstring)."""
+    from ..bench.paths import CACHE
+    from ..capture import CaptureOptions, run_capture
+    from ..reconstruct import ReconstructOptions, reconstruct
+    from ..reconstruction_format import load_reconstruction, reconstruction_dir
+    from .solver import to_head_frame
+
+    spec, ict_names = observed_spec()
+    folder = CACHE / "basis" / f"observed-{spec.fingerprint()}"
+    if not (folder / "done.json").is_file():
+        _render(spec, folder)
+    capture_dir = folder / "capture"
+    run_capture(folder / "frames", capture_dir, CaptureOptions(focal=f"{spec.focal_px:g}px", overwrite=True))
+    reconstruct(capture_dir, ReconstructOptions(smooth="off"))
+    reconstruction = load_reconstruction(reconstruction_dir(capture_dir), memory_map=False)
+    landmarks = to_head_frame(reconstruction.vertices[:, :478], reconstruction.head_pose)
+    offsets = (landmarks[1:] - landmarks[0]) / OBSERVED_WEIGHT  # (53, 478, 3) in ICT's order
+    observed = np.zeros((len(ARKIT_NAMES), 478, 3))
+    for name, offset in zip(ict_names, offsets):
+        observed[INDEX[_arkit_name(name)]] += offset
+    return observed
+
+
+def _arkit_name(ict_name: str) -> str:
+    key = normalise_name(ict_name)
+    arkit = next((n for n in ARKIT_NAMES if normalise_name(n) == key), None)
+    if arkit is None:  # browInnerUp_L / cheekPuff_R: halves of one ARKit shape
+        arkit = next(n for n in ARKIT_NAMES if key.startswith(normalise_name(n)))
+    return arkit
+
+
+def _render(spec, folder: Path) -> None:
+    import os
+    import subprocess
+
+    from ..bench.paths import CACHE, REPO
+
+    blender_python = REPO / ".venv-blender" / "bin" / "python"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "spec-request.npz", **spec.to_arrays())
+    script = ("import sys, numpy as np\n"
+              "from model_runtime.bench.render_gt import render_sequence\n"
+              "from model_runtime.bench.sequences import SequenceSpec, load_face_model\n"
+              "with np.load(sys.argv[1]) as data:\n"
+              "    spec = SequenceSpec.from_arrays({k: data[k] for k in data.files})\n"
+              "render_sequence(spec, load_face_model(), sys.argv[2], int(sys.argv[3]))\n")
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(CACHE / "blender-user"))
+    print(f"rendering the {spec.frame_count} measuring frames...", flush=True)
+    subprocess.run([str(blender_python), "-c", script, str(folder / "spec-request.npz"), str(folder),
+                    str(OBSERVED_SAMPLES)], cwd=REPO, env=env, check=True)
 
 
 def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

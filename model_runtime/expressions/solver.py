@@ -4,14 +4,19 @@ The reconstruction's vertices are brought into the head's canonical frame (rigid
 removed with its head pose); what is left is identity plus expression. A per-user neutral
 (one chosen frame, or estimated, see `estimate_neutral`) removes the identity; the remaining
 offsets are fitted, all frames at once, against the expression basis carried onto the
-reconstruction's mesh (basis.py's offsets live on the template's 478 vertices; each mesh vertex
-takes them at its closest point on the template surface). The fit is bounded least squares,
+reconstruction's mesh (build_basis.py's offsets live on the template's 478 vertices; each mesh
+vertex takes them at its closest point on the template surface; by default the basis measured as
+the capture sees each shape, see build_basis.py). The fit is bounded least squares,
 weights in [0, 1], with a small L1 term (a shape is used only when it pays: less crosstalk
 between look-alike shapes) and a temporal term (weights change smoothly between frames), solved
 with accelerated projected gradient (FISTA) on the (frames x shapes) array in one go.
 
 The eyeLook shapes and the gaze come from the iris centres relative to the eye corners (not
-from the fit: the eyeballs are not in the surface fit), and tongueOut is never seen: it stays 0.
+from the fit: the eyeballs are not in the surface fit). The lids' shapes (eyeBlink, eyeWide) come
+from each eye's aperture, lid opening over eye width, relative to its rest (the neutral frame's,
+or the clip's median), scaled by the aperture change the basis's shape makes; their shapes are
+taken out of the offsets before the fit, so the lids' few millimetres do not have to compete with
+the brows and cheeks in it. tongueOut is never seen: it stays 0.
 Head rotation is (yaw, pitch, roll) in radians relative to a head facing the camera.
 """
 from __future__ import annotations
@@ -28,8 +33,11 @@ from .surface import closest_on_surface, interpolate
 
 BASIS_PATH = Path(__file__).resolve().parents[1] / "data" / "arkit_basis.npz"
 GAZE_SHAPES = tuple(n for n in ARKIT_NAMES if n.startswith("eyeLook"))
+LID_SHAPES = ("eyeBlinkLeft", "eyeWideLeft", "eyeBlinkRight", "eyeWideRight")
 UNSEEN_SHAPES = ("tongueOut",)
-FITTED_SHAPES = tuple(n for n in ARKIT_NAMES if n not in GAZE_SHAPES + UNSEEN_SHAPES)
+FITTED_SHAPES = tuple(n for n in ARKIT_NAMES if n not in GAZE_SHAPES + LID_SHAPES + UNSEEN_SHAPES)
+MIN_LID_RESPONSE = 0.1
+EYELIDS = {"Left": (386, 374, 263, 362), "Right": (159, 145, 33, 133)}  # upper, lower lid, outer, inner corner
 IRIS_VERTICES = np.arange(468, 478)
 EYES = {  # iris centre, outer and inner eye corner (template landmarks); _L is the subject's left
     "left": (473, 263, 362),
@@ -53,6 +61,7 @@ class SolverSettings:
     iterations: int = 150
     neutral_frame: int | None = None  # None: estimate the neutral from the whole clip
     neutral_passes: int = 2
+    basis: str = "observed"  # or "geometric" (see load_basis)
 
 
 @dataclass
@@ -64,14 +73,17 @@ class ExpressionCurves:
     neutral_frame: int  # the frame used as neutral, -1 where the neutral was estimated
 
 
-@lru_cache(maxsize=1)
-def load_basis() -> np.ndarray:
-    """(52, 478, 3) offsets on the template, ARKIT_NAMES order (from data/arkit_basis.npz)."""
+@lru_cache(maxsize=2)
+def load_basis(kind: str = "observed") -> np.ndarray:
+    """(52, 478, 3) offsets on the template, ARKIT_NAMES order, from data/arkit_basis.npz:
+    "observed" (each shape as the capture sees it) or "geometric" (how ICT's skin moves); see
+    build_basis.py. Falls back to the geometric basis when the observed one was never measured."""
     with np.load(BASIS_PATH, allow_pickle=False) as data:
         if tuple(str(n) for n in data["names"]) != ARKIT_NAMES:
             raise ValueError(f"{BASIS_PATH} does not hold the ARKit names in arkit.py's order; rebuild it "
                              "(python -m model_runtime.expressions.build_basis)")
-        basis = data["basis"].astype(np.float64)
+        key = "observed" if kind == "observed" and "observed" in data.files else "basis"
+        basis = data[key].astype(np.float64)
     basis.setflags(write=False)
     return basis
 
@@ -84,11 +96,20 @@ class ExpressionSolver:
         template = load_template()
         triangle, weights, _ = closest_on_surface(canonical_vertices, template.vertices, template.triangles)
         fitted = [INDEX[n] for n in FITTED_SHAPES]
-        basis = interpolate(load_basis()[fitted], template.triangles, triangle, weights)  # (S, V, 3)
+        template_basis = load_basis(self.settings.basis)
+        basis = interpolate(template_basis, template.triangles, triangle, weights)  # (52, V, 3)
         on_iris = np.isin(template.triangles[triangle], IRIS_VERTICES).any(axis=1)
         candidates = np.nonzero(~on_iris)[0]
         self.fit_vertices = candidates[:: int(np.ceil(len(candidates) / MAX_FIT_VERTICES))]
-        self.design = basis[:, self.fit_vertices].reshape(len(fitted), -1)  # (S, 3V')
+        self.design = basis[fitted][:, self.fit_vertices].reshape(len(fitted), -1)  # (S, 3V')
+        lids = [INDEX[n] for n in LID_SHAPES]
+        self.lid_design = basis[lids][:, self.fit_vertices].reshape(len(lids), -1)  # (4, 3V')
+        self.lid_response = lid_response(template.vertices, template_basis)
+        # A measured response too small to read (the capture barely widens the eye) would turn
+        # noise into full weights: the skin's own (geometric) response stands in for it.
+        fallback = lid_response(template.vertices, load_basis("geometric"))
+        unreadable = (self.lid_response * np.sign(fallback)) < MIN_LID_RESPONSE
+        self.lid_response = np.where(unreadable, fallback, self.lid_response)
         # Each shape's weight is scaled by its size (the root of its normal-matrix diagonal):
         # a unit-diagonal problem converges in far fewer iterations when small shapes (a blink)
         # sit beside large ones (jawOpen), and the L1 and temporal terms weigh every shape alike
@@ -117,10 +138,12 @@ class ExpressionSolver:
             previous, t = scaled, t_next
         return scaled / self.size
 
-    def solve(self, head_frame_vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    def solve(self, head_frame_vertices: np.ndarray, lid_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """(T, 52) weights (gaze shapes and tongueOut left 0), the neutral (V', 3) and the
-        neutral frame (-1: estimated), from the fit vertices in the head frame (T, V', 3)."""
+        neutral frame (-1: estimated), from the fit vertices in the head frame (T, V', 3) and
+        the lid shapes' weights (T, 4) in LID_SHAPES order, which are taken out first."""
         vertices = np.asarray(head_frame_vertices, np.float64)
+        vertices = vertices - (lid_weights @ self.lid_design).reshape(vertices.shape)
         frame = self.settings.neutral_frame
         if frame is not None:
             if not 0 <= frame < len(vertices):
@@ -132,6 +155,7 @@ class ExpressionSolver:
         fitted = self.fit_projected(flat @ self.design.T - neutral.reshape(-1) @ self.design.T)
         weights = np.zeros((len(fitted), len(ARKIT_NAMES)), np.float32)
         weights[:, [INDEX[n] for n in FITTED_SHAPES]] = fitted
+        weights[:, [INDEX[n] for n in LID_SHAPES]] = lid_weights
         return weights, neutral, -1 if frame is None else int(frame)
 
     def estimate_neutral(self, head_frame_vertices: np.ndarray) -> np.ndarray:
@@ -196,6 +220,36 @@ def eye_gaze(landmarks: np.ndarray, neutral_landmarks: np.ndarray) -> np.ndarray
     return gaze
 
 
+def eye_apertures(landmarks: np.ndarray) -> np.ndarray:
+    """(..., 2) lid opening over eye width, [left, right], of landmarks (..., 478, 3)."""
+    columns = []
+    for upper, lower, outer, inner in EYELIDS.values():
+        opening = np.linalg.norm(landmarks[..., upper, :] - landmarks[..., lower, :], axis=-1)
+        columns.append(opening / np.linalg.norm(landmarks[..., outer, :] - landmarks[..., inner, :], axis=-1))
+    return np.stack(columns, axis=-1)
+
+
+def lid_response(template_vertices: np.ndarray, template_basis: np.ndarray) -> np.ndarray:
+    """(4,) relative change of its eye's aperture that each LID_SHAPES shape makes at weight 1
+    (negative for a blink), read off the basis on the template."""
+    rest = eye_apertures(template_vertices)
+    response = np.empty(len(LID_SHAPES))
+    for k, name in enumerate(LID_SHAPES):
+        eye = 0 if name.endswith("Left") else 1
+        response[k] = eye_apertures(template_vertices + template_basis[INDEX[name]])[eye] / rest[eye] - 1.0
+    return response
+
+
+def lid_weights(apertures: np.ndarray, rest: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """(T, 4) LID_SHAPES weights from apertures (T, 2) relative to the rest apertures (2,): a
+    narrower eye is a blink, a wider one eyeWide, each scaled by its shape's response."""
+    change = apertures / rest - 1.0
+    weights = np.empty((len(apertures), len(LID_SHAPES)))
+    for k, name in enumerate(LID_SHAPES):
+        weights[:, k] = change[:, 0 if name.endswith("Left") else 1] / response[k]
+    return np.clip(weights, 0.0, 1.0)
+
+
 def eye_look_weights(gaze: np.ndarray) -> dict[str, np.ndarray]:
     """The eight eyeLook curves from the gaze: In/Out are toward the nose / away from it."""
     curves = {}
@@ -215,8 +269,14 @@ def solve_sequence(vertices: np.ndarray, head_pose: np.ndarray, canonical_vertic
     (T, 478, 3) camera space for the gaze, default the mesh's first 478 vertices (a template mesh
     keeps the template's landmarks first)."""
     solver = solver or ExpressionSolver(canonical_vertices, settings)
-    weights, _, neutral_frame = solver.solve(to_head_frame(vertices[:, solver.fit_vertices], head_pose))
     head_landmarks = to_head_frame(vertices[:, :478] if landmarks is None else landmarks, head_pose)
+    neutral_frame = solver.settings.neutral_frame
+    if neutral_frame is not None and not 0 <= neutral_frame < len(head_landmarks):
+        raise ValueError(f"neutral frame {neutral_frame} is outside the clip (0..{len(head_landmarks) - 1})")
+    apertures = eye_apertures(head_landmarks)
+    rest_apertures = apertures[neutral_frame] if neutral_frame is not None else np.median(apertures, axis=0)
+    lids = lid_weights(apertures, rest_apertures, solver.lid_response)
+    weights, _, neutral_frame = solver.solve(to_head_frame(vertices[:, solver.fit_vertices], head_pose), lids)
     neutral_landmarks = head_landmarks[neutral_frame] if neutral_frame >= 0 else np.median(head_landmarks, axis=0)
     gaze = eye_gaze(head_landmarks, neutral_landmarks)
     for name, curve in eye_look_weights(gaze).items():

@@ -48,7 +48,8 @@ SOLVE_SCRIPT = textwrap.dedent("""
     time = np.arange(frames) / (frames - 1)
     weights = np.zeros((frames, 52))
     weights[:, INDEX["jawOpen"]] = 0.7 * np.sin(np.pi * time) ** 2
-    weights[:, INDEX["eyeBlinkLeft"]] = weights[:, INDEX["eyeBlinkRight"]] = np.clip(3 * time - 1.2, 0, 1)
+    blink = np.clip(1 - np.abs(time - 6 / 9) / 0.2, 0, 1)  # closed at capture index 6, open at the end
+    weights[:, INDEX["eyeBlinkLeft"]] = weights[:, INDEX["eyeBlinkRight"]] = blink
     weights[:, INDEX["mouthSmileLeft"]] = 0.6 * time
     weights[:, INDEX["browInnerUp"]] = 0.5 * np.sin(np.pi * time)
     template = load_template()
