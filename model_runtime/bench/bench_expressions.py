@@ -1,6 +1,6 @@
 """Accuracy and speed of the ARKit expression curves, ours side by side with raw MediaPipe.
 
-    .venv-runtime/bin/python -m model_runtime.bench.bench_expressions [--out DIR] [--frames 48]
+    .venv-runtime/bin/python -m model_runtime.bench.bench_expressions [--out DIR] [--frames 48]   # bench/expressions/report.md
 
 1. Two short clips of the ICT head with designed expression weights (each shape of the scored
    set in a bump, at rest most of the time, blinks included; `designed_weights`) on the "talk"
@@ -261,7 +261,9 @@ def run(report, frame_count: int = 48, image_size: int = 384, samples: int = 16)
     report.text(curve_table(scores))
     if sample is not None:
         report.add_image(plot_sample(sample, report.image_path("expressions_sample_clip.png")),
-                         f"The main curves over the frames of the real sample clip ({SAMPLE_CLIP.name})")
+                         f"The main curves over the frames of the real sample clip ({SAMPLE_CLIP.name}): the "
+                         "subject smiles from frame 20 to the end, so the estimated neutral is a smile; with "
+                         "frame 0 (at rest) as the neutral the smile shows")
     return results
 
 
@@ -305,8 +307,9 @@ def curve_table(scores: dict) -> str:
                                                                 "MAE raw MediaPipe"], rows))
 
 
-def sample_curves(workdir: Path) -> np.ndarray | None:
-    """(T, 52) curves of the real sample clip, or None when the clip is absent."""
+def sample_curves(workdir: Path) -> dict[str, np.ndarray] | None:
+    """(T, 52) curves of the real sample clip with the neutral estimated and with its first
+    frame (a face at rest) as the neutral; None when the clip is absent."""
     from ..expressions.curves import solve_capture
     from ..reconstruct import ReconstructOptions, reconstruct
     from ..reconstruction_format import load_expression_curves
@@ -316,31 +319,33 @@ def sample_curves(workdir: Path) -> np.ndarray | None:
         return None
     captured, _ = capture(SAMPLE_CLIP, workdir, "mediapipe", None)
     reconstruct(captured.path, ReconstructOptions())
-    return load_expression_curves(solve_capture(captured.path).parent).weights
+    return {"neutral estimated": load_expression_curves(solve_capture(captured.path).parent).weights,
+            "neutral: frame 0": load_expression_curves(solve_capture(captured.path, neutral_frame=0).parent).weights}
 
 
-def plot_sample(weights: np.ndarray, path: Path) -> Path:
+def plot_sample(curves: dict[str, np.ndarray], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 3.4))
-    for name in PLOTTED:
-        ax.plot(weights[:, INDEX[name]], label=name, lw=1.4)
-    ax.set_xlabel("frame of the footage")
-    ax.set_ylabel("weight")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7, ncol=4, loc="upper right")
+    fig, axes = plt.subplots(len(curves), 1, figsize=(9, 2.8 * len(curves)), sharex=True, squeeze=False)
+    for ax, (title, weights) in zip(axes[:, 0], curves.items()):
+        for name in PLOTTED:
+            ax.plot(weights[:, INDEX[name]], label=name, lw=1.4)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("weight")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")
+    axes[-1, 0].set_xlabel("frame of the footage")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="model_runtime.bench.bench_expressions", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=CACHE / "partial", help="report folder")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "expressions", help="report folder")
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--samples", type=int, default=16)
