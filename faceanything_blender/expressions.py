@@ -166,8 +166,9 @@ class FACEANYTHING_OT_drive_shape_keys(bpy.types.Operator):
         if not result["matched"]:
             self.report({"ERROR"}, f"{mesh.name} has no shape key named like an ARKit shape (jawOpen, eyeBlink_L, ...)")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"{mesh.name}: {len(result['matched'])} of 52 ARKit shapes driven "
-                              f"({', '.join(sorted(result['matched']))}); not found: {', '.join(result['missing']) or 'none'}")
+        found, missing = ", ".join(sorted(result["matched"])), ", ".join(result["missing"]) or "none"
+        self.report({"INFO"}, f"{mesh.name}: {len(result['matched'])} of 52 ARKit shapes driven ({found}); "
+                              f"not found: {missing}")
         return {"FINISHED"}
 
 
@@ -208,7 +209,7 @@ class FACEANYTHING_OT_bind_expression_bones(bpy.types.Operator):
 
 
 class FACEANYTHING_OT_bake_expressions(bpy.types.Operator):
-    """Key what the expression curves drive on the active object (shape keys or bones) over the scene's range and remove the drivers"""
+    """Key what expression curves drive on the active object over the scene's range, then remove the drivers"""
 
     bl_idname = "faceanything.bake_expressions"
     bl_label = "Bake Expressions"

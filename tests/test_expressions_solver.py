@@ -37,8 +37,9 @@ def posed_clip(weights: np.ndarray, mesh_canonical: np.ndarray, rng, angles_deg=
     identity = mesh_canonical * np.array([1.06, 0.95, 1.1]) + 0.001 * np.sin(40 * mesh_canonical)
     shapes = identity[None] + np.einsum("ts,svd->tvd", weights, basis)
     if angles_deg is None:
-        angles_deg = np.stack([20 * np.sin(np.linspace(0, 3, len(weights))), 8 * np.cos(np.linspace(0, 2, len(weights))),
-                               np.linspace(-5, 5, len(weights))], axis=1)
+        count = len(weights)
+        angles_deg = np.stack([20 * np.sin(np.linspace(0, 3, count)), 8 * np.cos(np.linspace(0, 2, count)),
+                               np.linspace(-5, 5, count)], axis=1)
     poses = np.tile(np.eye(4), (len(weights), 1, 1))
     for t, angles in enumerate(angles_deg):
         poses[t, :3, :3] = rotation_matrix(*angles) @ TEMPLATE_FACING_CAMERA

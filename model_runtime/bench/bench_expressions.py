@@ -1,6 +1,8 @@
 """Accuracy and speed of the ARKit expression curves, ours side by side with raw MediaPipe.
 
-    .venv-runtime/bin/python -m model_runtime.bench.bench_expressions [--out DIR] [--frames 48]   # bench/expressions/report.md
+    .venv-runtime/bin/python -m model_runtime.bench.bench_expressions [--out DIR] [--frames 48]
+
+writes bench/expressions/report.md by default.
 
 1. Two short clips of the ICT head with designed expression weights (each shape of the scored
    set in a bump, at rest most of the time, blinks included; `designed_weights`) on the "talk"
@@ -198,7 +200,8 @@ def solver_speed(frame_count: int = SPEED_FRAMES) -> float:
     weights = np.clip(rng.normal(0, 0.3, (frame_count, len(ARKIT_NAMES))), 0, 1)
     poses = np.tile(np.eye(4), (frame_count, 1, 1))
     poses[:, :3, :3], poses[:, 2, 3] = TEMPLATE_FACING_CAMERA, 0.6
-    vertices = (mesh.canonical + np.einsum("ts,svd->tvd", weights, basis)) @ TEMPLATE_FACING_CAMERA.T + poses[:, None, :3, 3]
+    shapes = mesh.canonical + np.einsum("ts,svd->tvd", weights, basis)
+    vertices = shapes @ TEMPLATE_FACING_CAMERA.T + poses[:, None, :3, 3]
     vertices = vertices.astype(np.float32)
     solver = ExpressionSolver(mesh.canonical)
     best = np.inf

@@ -227,7 +227,8 @@ def _mouth_side(points: np.ndarray) -> np.ndarray:
     line = (vertices[list(UPPER_INNER_LIP)] + vertices[list(LOWER_INNER_LIP)]) / 2
     order = np.argsort(line[:, 0])
     line_y = np.interp(points[:, 0], line[order, 0], line[order, 1])
-    near = (np.abs(points[:, 0]) < line[:, 0].max() + MOUTH_BAND_M[0]) & (np.abs(points[:, 1] - line_y) < MOUTH_BAND_M[1])
+    near_x = np.abs(points[:, 0]) < line[:, 0].max() + MOUTH_BAND_M[0]
+    near = near_x & (np.abs(points[:, 1] - line_y) < MOUTH_BAND_M[1])
     return np.where(near, np.sign(points[:, 1] - line_y), 0).astype(np.int8)
 
 

@@ -35,11 +35,13 @@ def solve_capture(capture_dir: Path, neutral_frame: int | None = None) -> Path:
                         code="no_reconstruction") from exc
     if reconstruction.header.get("canonical_space") != CANONICAL_SPACE_ID:
         raise UserError(
-            f"the reconstruction in {capture_dir} is in canonical space {reconstruction.header.get('canonical_space')!r}; "
+            f"the reconstruction in {capture_dir} is in canonical space "
+            f"{reconstruction.header.get('canonical_space')!r}; "
             f"expression curves need the template's space {CANONICAL_SPACE_ID!r}",
             "Reconstruct with --mesh template (or capture with the default backend).", code="bad_option")
     if neutral_frame is not None and not 0 <= neutral_frame < reconstruction.frame_count:
-        raise UserError(f"neutral frame {neutral_frame} is outside {capture_dir}'s frames 0..{reconstruction.frame_count - 1}",
+        raise UserError(f"neutral frame {neutral_frame} is outside {capture_dir}'s frames "
+                        f"0..{reconstruction.frame_count - 1}",
                         "Pick a capture index of a frame with a neutral face, or leave it out to estimate one.",
                         code="bad_option")
     landmarks = None
