@@ -76,3 +76,13 @@ def test_bad_input_is_explained(capture, tmp_path):
         read_livelink_csv(other)
     with pytest.raises(InputError, match="missing.csv"):
         read_livelink_csv(tmp_path / "missing.csv")
+
+
+def test_a_dense_mesh_takes_the_gaze_from_the_capture_landmarks(tmp_path):
+    folder = tmp_path / "capture"
+    run_capture(sample_file("single_face.mp4"), folder, CaptureOptions(frames="0:24"))
+    reconstruct(folder, ReconstructOptions(mesh="dense"))
+    curves = load_expression_curves(solve_capture(folder).parent)
+    assert load_reconstruction(reconstruction_dir(folder)).header["mesh_mode"] == "dense"
+    assert curves.weights.shape == (24, 52) and 0 <= curves.weights.min() and curves.weights.max() <= 1
+    assert np.abs(curves.eye_gaze).max() > 0  # the irises came from the capture's landmarks
