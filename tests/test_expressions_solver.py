@@ -89,6 +89,17 @@ def test_a_chosen_neutral_frame_is_used(mesh, solver):
     assert abs(np.median(jaw[:10]) - 0.3) < 0.08 and abs(np.median(jaw[22:]) - 0.8) < 0.08
 
 
+def test_an_expression_held_through_most_of_the_clip_is_not_taken_for_rest(mesh, solver):
+    rng = np.random.default_rng(9)
+    truth = np.zeros((60, 52))
+    truth[18:, INDEX["mouthSmileLeft"]] = truth[18:, INDEX["mouthSmileRight"]] = 0.8  # smiling from frame 18 on
+    truth[30:40, INDEX["jawOpen"]] = 0.4
+    vertices, poses = posed_clip(truth, mesh.canonical, rng)
+    curves = solve_sequence(vertices, poses, mesh.canonical, solver=solver)
+    smile = curves.weights[:, INDEX["mouthSmileLeft"]]
+    assert smile[:15].max() < 0.1 and abs(np.median(smile[20:]) - 0.8) < 0.1
+
+
 def test_head_angles_follow_the_pose(mesh, solver):
     rng = np.random.default_rng(5)
     angles = np.stack([np.linspace(-30, 30, 12), np.linspace(10, -10, 12), np.linspace(-8, 8, 12)], axis=1)

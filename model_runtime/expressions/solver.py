@@ -1,9 +1,9 @@
 """ARKit-52 expression weights, head pose and eye gaze per frame from a reconstruction.
 
 The reconstruction's vertices are brought into the head's canonical frame (rigid head motion
-removed with its head pose); what is left is identity plus expression. A per-user neutral
-(one chosen frame, or estimated, see `estimate_neutral`) removes the identity; the remaining
-offsets are fitted, all frames at once, against the expression basis carried onto the
+removed with its head pose); what is left is identity plus expression. A per-user neutral (one
+chosen frame, or estimated from the clip, see `ExpressionSolver.estimate_neutral`) removes the
+identity; the remaining offsets are fitted, all frames at once, against the expression basis carried onto the
 reconstruction's mesh (build_basis.py's offsets live on the template's 478 vertices; each mesh
 vertex takes them at its closest point on the template surface; by default the basis measured as
 the capture sees each shape, see build_basis.py). The fit is bounded least squares,
@@ -47,6 +47,7 @@ EYEBALL_RADIUS_M = 0.012
 EYE_LOOK_FULL_RAD = np.radians(30.0)  # an eyeLook weight reaches 1 at this gaze angle
 MAX_FIT_VERTICES = 2000
 NEUTRAL_SAMPLE_FRAMES = 200
+REST_SHARE, MIN_REST_FRAMES = 0.5, 3
 """The fit uses at most this many vertices (evenly spread by index: a subdivided template's
 new vertices are midpoints of old ones, a dense mesh's run along its grid), which keeps the
 cost per frame flat in mesh density without losing any region of the face."""
@@ -60,7 +61,6 @@ class SolverSettings:
     ridge: float = 1e-4
     iterations: int = 150
     neutral_frame: int | None = None  # None: estimate the neutral from the whole clip
-    neutral_passes: int = 2
     basis: str = "observed"  # or "geometric" (see load_basis)
 
 
@@ -124,15 +124,17 @@ class ExpressionSolver:
         from the neutral, (T, V', 3)."""
         return self.fit_projected(np.asarray(offsets, np.float64).reshape(len(offsets), -1) @ self.design.T, iterations)
 
-    def fit_projected(self, projected: np.ndarray, iterations: int | None = None) -> np.ndarray:
-        """`fit` from the offsets already projected on the shapes, (T, S) = offsets @ design.T."""
-        linear = (projected - self.settings.sparsity * self.size ** 2) / self.size
-        upper = self.size
-        scaled = np.clip(linear @ np.linalg.inv(self.normal), 0.0, upper)
+    def fit_projected(self, projected: np.ndarray, iterations: int | None = None, signed: bool = False) -> np.ndarray:
+        """`fit` from the offsets already projected on the shapes, (T, S) = offsets @ design.T;
+        `signed` lets weights reach -1 and drops the L1 term (see `estimate_neutral`)."""
+        sparsity = 0.0 if signed else self.settings.sparsity
+        linear = (projected - sparsity * self.size ** 2) / self.size
+        lower, upper = (-self.size if signed else 0.0), self.size
+        scaled = np.clip(linear @ np.linalg.inv(self.normal), lower, upper)
         previous, momentum, t = scaled, scaled, 1.0
         for _ in range(iterations or self.settings.iterations):
             gradient = momentum @ self.normal - linear + self.settings.temporal * _difference_laplacian(momentum)
-            scaled = np.clip(momentum - self.step * gradient, 0.0, upper)
+            scaled = np.clip(momentum - self.step * gradient, lower, upper)
             t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
             momentum = scaled + ((t - 1.0) / t_next) * (scaled - previous)
             previous, t = scaled, t_next
@@ -159,19 +161,20 @@ class ExpressionSolver:
         return weights, neutral, -1 if frame is None else int(frame)
 
     def estimate_neutral(self, head_frame_vertices: np.ndarray) -> np.ndarray:
-        """The face with every expression taken out: start from the per-vertex median over the
-        clip, fit, take the fitted expressions out of every frame and take the median again.
-        Shapes held through more than half the clip pull the first median; each pass moves it
-        toward the frames where they are at rest (negative weights are clipped at 0). Long clips
+        """The face at rest, from the clip: the per-vertex median of the REST_SHARE of frames
+        that look least expressive. Each frame is scored by a signed fit against the clip's
+        median face (weights in [-1, 1], each weighed by its shape's size): an expression held
+        through most of the clip (a smile kept while talking) is in the median, and the frames
+        where it is released score below 0, so they, not the smile, become the rest. Long clips
         are sampled at NEUTRAL_SAMPLE_FRAMES evenly spaced frames."""
         vertices = np.asarray(head_frame_vertices, np.float64)
         if len(vertices) > NEUTRAL_SAMPLE_FRAMES:
             vertices = vertices[np.linspace(0, len(vertices) - 1, NEUTRAL_SAMPLE_FRAMES).round().astype(int)]
-        neutral = np.median(vertices, axis=0)
-        for _ in range(self.settings.neutral_passes):
-            fitted = self.fit(vertices - neutral, iterations=max(40, self.settings.iterations // 3))
-            neutral = np.median(vertices - self.expression_shape(fitted), axis=0)
-        return neutral
+        median = np.median(vertices, axis=0)
+        signed = self.fit_projected((vertices - median).reshape(len(vertices), -1) @ self.design.T, signed=True)
+        score = signed @ self.size
+        calmest = np.argsort(score)[: max(MIN_REST_FRAMES, int(REST_SHARE * len(vertices)))]
+        return np.median(vertices[calmest], axis=0)
 
     def expression_shape(self, fitted_weights: np.ndarray) -> np.ndarray:
         """(T, V', 3) offsets the fitted weights make on the fit vertices."""
