@@ -264,9 +264,9 @@ def run(report, frame_count: int = 48, image_size: int = 384, samples: int = 16)
     report.text(curve_table(scores))
     if sample is not None:
         report.add_image(plot_sample(sample, report.image_path("expressions_sample_clip.png")),
-                         f"The main curves over the frames of the real sample clip ({SAMPLE_CLIP.name}): the "
-                         "subject smiles from frame 20 to the end, so the estimated neutral is a smile; with "
-                         "frame 0 (at rest) as the neutral the smile shows")
+                         f"The main curves over the frames of the real sample clip ({SAMPLE_CLIP.name}), which "
+                         "smiles from frame 20 to the end and blinks at frame 27: with the estimated neutral and "
+                         "with frame 0 (at rest) as the neutral")
     return results
 
 
