@@ -12,7 +12,9 @@ import atexit
 import bpy
 from bpy.app.handlers import persistent
 
-from . import capture_job, operators, prefs, props, rig, rig_props, runtime_client, runtime_tasks, scene_operators, ui
+from . import (
+    capture_job, expressions, operators, prefs, props, rig, rig_props, runtime_client, runtime_tasks, scene_operators, ui,
+)
 
 classes = (
     *rig_props.classes,
@@ -21,6 +23,7 @@ classes = (
     *operators.classes,
     *rig.classes,
     *scene_operators.classes,
+    *expressions.classes,
     *ui.classes,
 )
 

@@ -42,14 +42,19 @@ def runtime_module(stem: str) -> ModuleType:
 
     Blender's Python cannot import the runtime package (its dependencies live in another
     environment), but the modules both sides share (`protocol`, `option_schema`, `errors`,
-    `frame_numbers`, `reconstruction_format`) use only the standard library and numpy. They are
+    `frame_numbers`, `reconstruction_format`, `expressions.arkit`) use only the standard library
+    and numpy; a dotted stem names a module of a subpackage. They are
     loaded as modules of a package that points at the runtime's folder without running its
     ``__init__``, so their relative imports of each other work and both sides share one definition.
     """
-    if SHARED_PACKAGE not in sys.modules:
-        package = ModuleType(SHARED_PACKAGE)
-        package.__path__ = [str((runtime_source_root() / RUNTIME_PACKAGE).resolve())]
-        sys.modules[SHARED_PACKAGE] = package
+    folder = (runtime_source_root() / RUNTIME_PACKAGE).resolve()
+    parts = stem.split(".")
+    for depth in range(len(parts)):  # the package and any subpackage, without their __init__
+        name = ".".join([SHARED_PACKAGE, *parts[:depth]])
+        if name not in sys.modules:
+            package = ModuleType(name)
+            package.__path__ = [str(folder.joinpath(*parts[:depth]))]
+            sys.modules[name] = package
     return importlib.import_module(f"{SHARED_PACKAGE}.{stem}")
 
 

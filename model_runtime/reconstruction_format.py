@@ -28,6 +28,17 @@ Layout (``CAPTURE_DIR/reconstruction/``)::
                             positions (T, P, 3) float32 camera space, metres
                             pixels    (T, P, 2) float32 pixel positions (centre of pixel 0 = 0)
                             visible   (T, P) bool
+    expressions.npz         optional, written after the rest by the expression solver
+                            (model_runtime/expressions/solver.py):
+                            names            (52,) str   the ARKit blendshape names, in
+                                             model_runtime/expressions/arkit.py's order
+                            weights          (T, 52) float32 in [0, 1]
+                            head_rotation    (T, 3) float64 yaw, pitch, roll in radians, relative
+                                             to a head facing the camera (solver.head_angles)
+                            head_translation (T, 3) float64 camera space, metres
+                            eye_gaze         (T, 2, 2) float64 [left, right] x [yaw, pitch] in
+                                             radians; yaw toward the subject's left, pitch up
+                            neutral_frame    () int64, the frame taken as neutral, -1 estimated
 
 Frame t of every array is capture index t. ``_L``/``_R`` are the subject's left and right.
 """
@@ -46,6 +57,8 @@ FRAME_TRACKED, FRAME_FILLED, FRAME_HELD = 0, 1, 2
 MESH_ARRAYS = ("canonical_vertices", "triangles", "uv")
 FRAME_ARRAYS = ("head_pose", "intrinsics", "frame_state", "timestamps", "source_indices", "frame_numbers")
 POINT_ARRAYS = ("names", "canonical", "positions", "pixels", "visible")
+EXPRESSIONS_FILE = "expressions.npz"
+EXPRESSION_ARRAYS = ("names", "weights", "head_rotation", "head_translation", "eye_gaze", "neutral_frame")
 
 
 @dataclass
@@ -162,3 +175,53 @@ def write_reconstruction_files(folder: Path, header: dict, mesh: dict, frames: d
         np.savez(folder / f"{name}.npz", **arrays)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **header}
     (folder / "header.json").write_text(json.dumps(header, indent=1), encoding="utf-8")
+
+
+@dataclass
+class ExpressionTrack:
+    """The curves of ``expressions.npz`` (see the layout above)."""
+
+    names: list[str]
+    weights: np.ndarray
+    head_rotation: np.ndarray
+    head_translation: np.ndarray
+    eye_gaze: np.ndarray
+    neutral_frame: int
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.weights.shape[0])
+
+
+def write_expression_curves(folder: Path, arrays: dict) -> Path:
+    """Write ``expressions.npz`` (arrays named as in EXPRESSION_ARRAYS) under a temporary name
+    and rename it, so a reader never sees half a file; returns its path."""
+    folder = Path(folder)
+    if set(arrays) != set(EXPRESSION_ARRAYS):
+        raise ValueError(f"{EXPRESSIONS_FILE} takes exactly {', '.join(EXPRESSION_ARRAYS)}; got {', '.join(sorted(arrays))}")
+    path = folder / EXPRESSIONS_FILE
+    partial = folder / f".{EXPRESSIONS_FILE}.partial"
+    with open(partial, "wb") as handle:
+        np.savez(handle, **arrays)
+    partial.replace(path)
+    return path
+
+
+def load_expression_curves(folder: Path) -> ExpressionTrack:
+    """Read ``expressions.npz`` from a reconstruction folder."""
+    path = Path(folder) / EXPRESSIONS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{Path(folder)} holds no expression curves ({EXPRESSIONS_FILE}); "
+                                "solve them first (python -m model_runtime reconstruct CAPTURE_DIR)")
+    with np.load(path, allow_pickle=False) as data:
+        missing = [key for key in EXPRESSION_ARRAYS if key not in data.files]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)}; solve the expressions again")
+        return ExpressionTrack(
+            names=[str(name) for name in data["names"]],
+            weights=data["weights"],
+            head_rotation=data["head_rotation"],
+            head_translation=data["head_translation"],
+            eye_gaze=data["eye_gaze"],
+            neutral_frame=int(data["neutral_frame"]),
+        )

@@ -10,6 +10,8 @@ converted to Blender axes in `axes`, and are written in bulk. Layout (see axes.p
         FA_head          the head's rigid motion
           FA_<point>     one empty per tracked point (Location = offset from rest,
                          custom property ``visible`` keyed 1 seen / 0 hidden)
+        FA_expressions   the ARKit-52 curves as custom properties (scene/expressions.py), when
+                         the reconstruction has them
 
 The footage's movie clip gets the capture's intrinsics as its tracking camera and one 2D track
 per point, named like the empties (tracks.py). A video Blender decodes differently from the
@@ -32,6 +34,7 @@ from .animation import animate
 from .axes import canonical_to_head, head_pose_to_world, opencv_points_to_world, point_offsets_in_head_axes
 from .camera import camera_lens, configure_render, configure_tracking_camera, create_camera
 from .decoding import check_footage_decoding
+from .expressions import add_expression_control
 from .empties import HEAD_SIZE_M, POINT_SIZE_M, ROOT_SIZE_M, animate_point, create_empty, head_transform_curves
 from .mesh import add_point_cache, add_shape_keys, create_face_mesh, write_pc2
 from .tags import CAPTURE_KEY, POINT_KEY, record_made, take_made
@@ -91,6 +94,7 @@ def build_capture(
     face, cache_path = build_face(made, reconstruction, timing, animation, root, capture_dir, warnings)
     clip = footage_as_captured(scene, clip, camera, reconstruction, timing, capture_dir, collection.name, warnings)
     tracks = build_clip_tracking(clip, reconstruction, timing, points)
+    expressions = add_expression_control(made, capture_dir, timing, root, warnings)
     restore_constraints(bindings)
     return {
         "collection": collection.name,
@@ -99,6 +103,7 @@ def build_capture(
         "mesh": face.name,
         "head": head.name,
         "points": points,
+        "expressions": expressions.name if expressions else None,
         "animation": animation,
         "cache_path": cache_path,
         "frame_start": timing.first,

@@ -1,0 +1,236 @@
+"""Derive the ARKit expression basis on the project's template from the ICT-FaceKit model.
+
+    .venv-runtime/bin/python -m bench.expression_basis [--ict PATH]
+
+Reads ``../shared/assets/ict_face_model/ict_face_model.npz`` (MIT, USC ICT) and writes
+``model_runtime/data/arkit_basis.npz``: for each of the 52 ARKit shapes, the offset of each of
+the template's 478 vertices (metres, canonical space). Only these derived offsets are kept, never
+ICT's vertices or files; ICT's licence text goes beside them (``ICT-FaceKit-LICENSE.txt``).
+
+Registration of ICT's neutral head onto the template:
+
+1. A similarity transform (Umeyama) from 56 of ICT's 68 iBUG landmarks to the MediaPipe
+   landmarks at the same places (``IBUG_TO_MEDIAPIPE``; the ear-level jaw points differ in
+   definition and are left out).
+2. A thin-plate-spline warp of the aligned ICT face that puts those landmarks exactly on the
+   template's (smoothed a little, so the warp stays gentle between landmarks).
+3. Each template vertex takes the closest point of the warped ICT face surface; near the mouth
+   a vertex above the inner-lip line only takes a point above it and one below only below, so
+   the upper lip never borrows the lower lip's motion (ICT's lips touch, the template's part).
+4. An expression's offsets at that point (barycentric over ICT's triangle), rotated and scaled
+   by step 1, are the template vertex's offsets. ICT's split ``browInnerUp`` and ``cheekPuff``
+   halves are summed; ``tongueOut`` (not in ICT) stays zero.
+
+That is the ``geometric`` basis: how the skin moves. The capture does not see all of it: MediaPipe's
+landmarks follow an eyelid or a brow only part of the way (on ICT renders a full blink moves the
+upper-lid landmark 1.3 of 7.5 mm). With ``--observed`` the script also measures the ``observed``
+basis, how the capture sees each shape: it renders ICT's generic head facing the camera, at rest
+and making each of its expressions at OBSERVED_WEIGHT (render_gt.py through Blender's Python,
+cached under bench/cache/basis/), captures the frames with the default backend, reconstructs them
+without smoothing and takes each expression frame's landmark offsets from the rest frame, in the
+head frame, divided by the weight. The solver fits the observed basis by default.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.interpolate import RBFInterpolator
+
+from model_runtime.template import load_template
+from model_runtime.expressions.arkit import ARKIT_NAMES, INDEX, normalise_name
+from model_runtime.expressions.surface import closest_on_surface, interpolate
+
+DATA = Path(__file__).resolve().parents[1] / "model_runtime" / "data"
+BASIS_PATH = DATA / "arkit_basis.npz"
+LICENSE_PATH = DATA / "ICT-FaceKit-LICENSE.txt"
+ICT_PATH = Path(__file__).resolve().parents[2] / "shared" / "assets" / "ict_face_model" / "ict_face_model.npz"
+ICT_FACE_REGION = 0
+BASIS_VERSION = 1
+
+# iBUG 68 landmark -> MediaPipe Face Mesh landmark at the same place on the face.
+IBUG_TO_MEDIAPIPE = (
+    162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,  # jaw 0-16
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,  # brows 17-26
+    168, 197, 5, 4, 75, 97, 2, 326, 305,  # nose 27-35
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,  # eyes 36-47
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,  # outer lips 48-59
+    78, 82, 13, 312, 308, 317, 14, 87,  # inner lips 60-67
+)
+USED_IBUG = np.r_[3:14, 17:68]
+TPS_SMOOTHING = 1e-5
+UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+MOUTH_BAND_M = (0.006, 0.02)  # the lip rule applies this far beyond the corners (x) and the lip line (y)
+OBSERVED_WEIGHT = 0.7
+OBSERVED_SEED = 7  # lighting and skin tone of the measuring render (not one of the benchmark's)
+OBSERVED_SIZE, OBSERVED_SAMPLES = 384, 16
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="model_runtime.expressions.build_basis", description=__doc__.splitlines()[0])
+    parser.add_argument("--ict", type=Path, default=ICT_PATH, help="ict_face_model.npz")
+    parser.add_argument("--observed", action="store_true",
+                        help="also measure the observed basis (renders with Blender's Python: a few minutes)")
+    args = parser.parse_args(argv)
+    if not args.ict.is_file():
+        print(f"error: the ICT face model is missing: {args.ict}\n"
+              "hint: put the shared assets folder beside the checkout (../shared).", file=sys.stderr)
+        return 2
+    basis, distance = derive_basis(args.ict)
+    arrays = {"names": np.array(ARKIT_NAMES), "basis": basis.astype(np.float32), "version": np.int32(BASIS_VERSION)}
+    if args.observed:
+        arrays["observed"] = measure_observed_basis().astype(np.float32)
+    elif BASIS_PATH.is_file():  # keep the measured basis from the last --observed run
+        with np.load(BASIS_PATH, allow_pickle=False) as previous:
+            if "observed" in previous.files:
+                arrays["observed"] = previous["observed"]
+    np.savez_compressed(BASIS_PATH, **arrays)
+    shutil.copyfile(args.ict.parent / "LICENSE", LICENSE_PATH)
+    print(f"wrote {BASIS_PATH} ({basis.shape[0]} shapes x {basis.shape[1]} vertices); "
+          f"template to ICT surface: median {1000 * np.median(distance):.2f} mm, max {1000 * distance.max():.2f} mm")
+    return 0
+
+
+def derive_basis(ict_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(52, 478, 3) offsets on the template, and each template vertex's distance to the warped
+    ICT surface (metres; small where the registration fits)."""
+    template = load_template()
+    with np.load(ict_path, allow_pickle=False) as ict:
+        neutral = ict["neutral"].astype(np.float64) / 100.0
+        expressions = ict["expression_basis"].astype(np.float64) / 100.0
+        names = [str(name) for name in ict["expression_names"]]
+        landmarks = ict["landmarks68"]
+        region = ict["region"]
+        faces = ict["faces"]
+    triangles = _face_triangles(faces, region)
+    targets = template.vertices[np.array(IBUG_TO_MEDIAPIPE)[USED_IBUG]]
+    scale, rotation, shift = umeyama(neutral[landmarks[USED_IBUG]], targets)
+    aligned = scale * neutral @ rotation.T + shift
+    warp = RBFInterpolator(aligned[landmarks[USED_IBUG]], targets - aligned[landmarks[USED_IBUG]],
+                           kernel="thin_plate_spline", smoothing=TPS_SMOOTHING)
+    warped = aligned + warp(aligned)
+    triangle, weights, distance = _lip_aware_closest(template.vertices, warped, triangles)
+    offsets = interpolate(scale * expressions @ rotation.T, triangles, triangle, weights)  # (53, 478, 3)
+    basis = np.zeros((len(ARKIT_NAMES), len(template.vertices), 3))
+    for name, offset in zip(names, offsets):
+        basis[INDEX[_arkit_name(name)]] += offset
+    return basis, distance
+
+
+def observed_spec():
+    """The measuring clip: ICT's generic head (no identity offsets) facing the camera, frame 0 at
+    rest, frame k making ICT expression k-1 at OBSERVED_WEIGHT."""
+    from bench.sequences import load_face_model, make_sequence
+
+    model = load_face_model()
+    count = len(model.expression_names)
+    spec = make_sequence("talk", OBSERVED_SEED, count + 1, OBSERVED_SIZE, model=model)
+    spec.identity = np.zeros_like(spec.identity)
+    spec.expressions = np.vstack([np.zeros(count), OBSERVED_WEIGHT * np.eye(count)])
+    spec.head_angles = np.zeros_like(spec.head_angles)
+    spec.head_positions = np.repeat(spec.head_positions[:1], count + 1, axis=0)
+    return spec, model.expression_names
+
+
+def measure_observed_basis() -> np.ndarray:
+    """(52, 478, 3): each ARKit shape as the capture sees it (see the module docstring)."""
+    from bench.paths import CACHE
+    from model_runtime.capture import CaptureOptions, run_capture
+    from model_runtime.reconstruct import ReconstructOptions, reconstruct
+    from model_runtime.reconstruction_format import load_reconstruction, reconstruction_dir
+    from .solver import to_head_frame
+
+    spec, ict_names = observed_spec()
+    folder = CACHE / "basis" / f"observed-{spec.fingerprint()}"
+    if not (folder / "done.json").is_file():
+        _render(spec, folder)
+    capture_dir = folder / "capture"
+    run_capture(folder / "frames", capture_dir, CaptureOptions(focal=f"{spec.focal_px:g}px", overwrite=True))
+    reconstruct(capture_dir, ReconstructOptions(smooth="off"))
+    reconstruction = load_reconstruction(reconstruction_dir(capture_dir), memory_map=False)
+    landmarks = to_head_frame(reconstruction.vertices[:, :478], reconstruction.head_pose)
+    offsets = (landmarks[1:] - landmarks[0]) / OBSERVED_WEIGHT  # (53, 478, 3) in ICT's order
+    observed = np.zeros((len(ARKIT_NAMES), 478, 3))
+    for name, offset in zip(ict_names, offsets):
+        observed[INDEX[_arkit_name(name)]] += offset
+    return observed
+
+
+def _arkit_name(ict_name: str) -> str:
+    key = normalise_name(ict_name)
+    arkit = next((n for n in ARKIT_NAMES if normalise_name(n) == key), None)
+    if arkit is None:  # browInnerUp_L / cheekPuff_R: halves of one ARKit shape
+        arkit = next(n for n in ARKIT_NAMES if key.startswith(normalise_name(n)))
+    return arkit
+
+
+def _render(spec, folder: Path) -> None:
+    import os
+    import subprocess
+
+    from bench.paths import CACHE, REPO
+
+    blender_python = REPO / ".venv-blender" / "bin" / "python"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "spec-request.npz", **spec.to_arrays())
+    script = ("import sys, numpy as np\n"
+              "from bench.render_gt import render_sequence\n"
+              "from bench.sequences import SequenceSpec, load_face_model\n"
+              "with np.load(sys.argv[1]) as data:\n"
+              "    spec = SequenceSpec.from_arrays({k: data[k] for k in data.files})\n"
+              "render_sequence(spec, load_face_model(), sys.argv[2], int(sys.argv[3]))\n")
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(CACHE / "blender-user"))
+    print(f"rendering the {spec.frame_count} measuring frames...", flush=True)
+    subprocess.run([str(blender_python), "-c", script, str(folder / "spec-request.npz"), str(folder),
+                    str(OBSERVED_SAMPLES)], cwd=REPO, env=env, check=True)
+
+
+def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Scale, rotation and shift minimising |scale * R source + shift - target|^2."""
+    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
+    s, t = source - mu_s, target - mu_t
+    u, sigma, vt = np.linalg.svd(t.T @ s)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ d @ vt
+    scale = float(np.trace(np.diag(sigma) @ d) / (s ** 2).sum())
+    return scale, rotation, mu_t - scale * rotation @ mu_s
+
+
+def _face_triangles(faces: np.ndarray, region: np.ndarray) -> np.ndarray:
+    quads = faces[faces[:, 3] >= 0]
+    triangles = np.concatenate([faces[:, :3], quads[:, [0, 2, 3]]])
+    return triangles[(region[triangles] == ICT_FACE_REGION).all(axis=1)].astype(np.int32)
+
+
+def _lip_aware_closest(points: np.ndarray, vertices: np.ndarray, triangles: np.ndarray):
+    """closest_on_surface, with points near the mouth matched on their own side of the lip line."""
+    point_side = _mouth_side(points)
+    vertex_side = _mouth_side(vertices)
+    triangle_side = np.where((vertex_side[triangles] < 0).any(axis=1), -1,
+                             np.where((vertex_side[triangles] > 0).any(axis=1), 1, 0))
+    result = list(closest_on_surface(points, vertices, triangles))
+    for side in (-1, 1):
+        chosen = point_side == side
+        allowed = np.nonzero(triangle_side != -side)[0]
+        triangle, weights, distance = closest_on_surface(points[chosen], vertices, triangles[allowed])
+        result[0][chosen], result[1][chosen], result[2][chosen] = allowed[triangle], weights, distance
+    return tuple(result)
+
+
+def _mouth_side(points: np.ndarray) -> np.ndarray:
+    """+1 above the template's inner-lip line, -1 below it, 0 away from the mouth."""
+    vertices = load_template().vertices
+    line = (vertices[list(UPPER_INNER_LIP)] + vertices[list(LOWER_INNER_LIP)]) / 2
+    order = np.argsort(line[:, 0])
+    line_y = np.interp(points[:, 0], line[order, 0], line[order, 1])
+    near_x = np.abs(points[:, 0]) < line[:, 0].max() + MOUTH_BAND_M[0]
+    near = near_x & (np.abs(points[:, 1] - line_y) < MOUTH_BAND_M[1])
+    return np.where(near, np.sign(points[:, 1] - line_y), 0).astype(np.int8)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

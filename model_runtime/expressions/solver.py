@@ -1,0 +1,289 @@
+"""ARKit-52 expression weights, head pose and eye gaze per frame from a reconstruction.
+
+The reconstruction's vertices are brought into the head's canonical frame (rigid head motion
+removed with its head pose); what is left is identity plus expression. A per-user neutral (one
+chosen frame, or estimated from the clip, see `ExpressionSolver.estimate_neutral`) removes the
+identity; the remaining offsets are fitted, all frames at once, against the expression basis carried onto the
+reconstruction's mesh (bench/expression_basis.py's offsets live on the template's 478 vertices; each mesh
+vertex takes them at its closest point on the template surface; by default the basis measured as
+the capture sees each shape, see bench/expression_basis.py). The fit is bounded least squares,
+weights in [0, 1], with a small L1 term (a shape is used only when it pays: less crosstalk
+between look-alike shapes) and a temporal term (weights change smoothly between frames), solved
+with accelerated projected gradient (FISTA) on the (frames x shapes) array in one go.
+
+The eyeLook shapes and the gaze come from the iris centres relative to the eye corners (not
+from the fit: the eyeballs are not in the surface fit). The lids' shapes (eyeBlink, eyeWide) come
+from each eye's aperture, lid opening over eye width, relative to its rest (the neutral frame's,
+or the clip's median), scaled by the aperture change the basis's shape makes; their shapes are
+taken out of the offsets before the fit, so the lids' few millimetres do not have to compete with
+the brows and cheeks in it. tongueOut is never seen: it stays 0.
+Head rotation is (yaw, pitch, roll) in radians relative to a head facing the camera.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..template import load_template
+from .arkit import ARKIT_NAMES, INDEX
+from .surface import closest_on_surface, interpolate
+
+BASIS_PATH = Path(__file__).resolve().parents[1] / "data" / "arkit_basis.npz"
+GAZE_SHAPES = tuple(n for n in ARKIT_NAMES if n.startswith("eyeLook"))
+LID_SHAPES = ("eyeBlinkLeft", "eyeWideLeft", "eyeBlinkRight", "eyeWideRight")
+UNSEEN_SHAPES = ("tongueOut",)
+FITTED_SHAPES = tuple(n for n in ARKIT_NAMES if n not in GAZE_SHAPES + LID_SHAPES + UNSEEN_SHAPES)
+MIN_LID_RESPONSE = 0.1
+EYELIDS = {"Left": (386, 374, 263, 362), "Right": (159, 145, 33, 133)}  # upper, lower lid, outer, inner corner
+IRIS_VERTICES = np.arange(468, 478)
+EYES = {  # iris centre, outer and inner eye corner (template landmarks); _L is the subject's left
+    "left": (473, 263, 362),
+    "right": (468, 33, 133),
+}
+EYEBALL_RADIUS_M = 0.012
+EYE_LOOK_FULL_RAD = np.radians(30.0)  # an eyeLook weight reaches 1 at this gaze angle
+MAX_FIT_VERTICES = 2000
+NEUTRAL_SAMPLE_FRAMES = 200
+REST_SHARE, MIN_REST_FRAMES = 0.5, 3
+"""The fit uses at most this many vertices (evenly spread by index: a subdivided template's
+new vertices are midpoints of old ones, a dense mesh's run along its grid), which keeps the
+cost per frame flat in mesh density without losing any region of the face."""
+TEMPLATE_FACING_CAMERA = np.diag([1.0, -1.0, -1.0])  # canonical (+Y up, +Z out) -> camera (y down, z away)
+
+
+@dataclass
+class SolverSettings:
+    sparsity: float = 0.01  # L1 weight, relative to the mean diagonal of the normal matrix
+    temporal: float = 0.05  # first-difference smoothness, same scale
+    ridge: float = 1e-4
+    iterations: int = 150
+    neutral_frame: int | None = None  # None: estimate the neutral from the whole clip
+    basis: str = "observed"  # or "geometric" (see load_basis)
+
+
+@dataclass
+class ExpressionCurves:
+    weights: np.ndarray  # (T, 52) float32 in [0, 1], columns in ARKIT_NAMES order
+    head_rotation: np.ndarray  # (T, 3) yaw, pitch, roll, radians (see `head_angles`)
+    head_translation: np.ndarray  # (T, 3) metres, camera space, the canonical origin (between the eyes)
+    eye_gaze: np.ndarray  # (T, 2, 2) [left, right] x [yaw, pitch], radians (see `eye_gaze`)
+    neutral_frame: int  # the frame used as neutral, -1 where the neutral was estimated
+
+
+@lru_cache(maxsize=2)
+def load_basis(kind: str = "observed") -> np.ndarray:
+    """(52, 478, 3) offsets on the template, ARKIT_NAMES order, from data/arkit_basis.npz:
+    "observed" (each shape as the capture sees it) or "geometric" (how ICT's skin moves); see
+    bench/expression_basis.py. Falls back to the geometric basis when the observed one was never measured."""
+    with np.load(BASIS_PATH, allow_pickle=False) as data:
+        if tuple(str(n) for n in data["names"]) != ARKIT_NAMES:
+            raise ValueError(f"{BASIS_PATH} does not hold the ARKit names in arkit.py's order; rebuild it "
+                             "(python -m model_runtime.expressions.build_basis)")
+        key = "observed" if kind == "observed" and "observed" in data.files else "basis"
+        basis = data[key].astype(np.float64)
+    basis.setflags(write=False)
+    return basis
+
+
+class ExpressionSolver:
+    """The fit for one mesh (its canonical vertices); reusable across clips on that mesh."""
+
+    def __init__(self, canonical_vertices: np.ndarray, settings: SolverSettings | None = None):
+        self.settings = settings or SolverSettings()
+        template = load_template()
+        triangle, weights, _ = closest_on_surface(canonical_vertices, template.vertices, template.triangles)
+        fitted = [INDEX[n] for n in FITTED_SHAPES]
+        template_basis = load_basis(self.settings.basis)
+        basis = interpolate(template_basis, template.triangles, triangle, weights)  # (52, V, 3)
+        on_iris = np.isin(template.triangles[triangle], IRIS_VERTICES).any(axis=1)
+        candidates = np.nonzero(~on_iris)[0]
+        self.fit_vertices = candidates[:: int(np.ceil(len(candidates) / MAX_FIT_VERTICES))]
+        self.design = basis[fitted][:, self.fit_vertices].reshape(len(fitted), -1)  # (S, 3V')
+        lids = [INDEX[n] for n in LID_SHAPES]
+        self.lid_design = basis[lids][:, self.fit_vertices].reshape(len(lids), -1)  # (4, 3V')
+        self.lid_response = lid_response(template.vertices, template_basis)
+        # A measured response too small to read (the capture barely widens the eye) would turn
+        # noise into full weights: the skin's own (geometric) response stands in for it.
+        fallback = lid_response(template.vertices, load_basis("geometric"))
+        unreadable = (self.lid_response * np.sign(fallback)) < MIN_LID_RESPONSE
+        self.lid_response = np.where(unreadable, fallback, self.lid_response)
+        # Each shape's weight is scaled by its size (the root of its normal-matrix diagonal):
+        # a unit-diagonal problem converges in far fewer iterations when small shapes (a blink)
+        # sit beside large ones (jawOpen), and the L1 and temporal terms weigh every shape alike
+        # relative to its own size.
+        normal = self.design @ self.design.T
+        self.size = np.sqrt(np.diag(normal))
+        self.normal = normal / np.outer(self.size, self.size) + self.settings.ridge * np.eye(len(fitted))
+        self.step = 1.0 / (np.linalg.eigvalsh(self.normal)[-1] + 4.0 * self.settings.temporal)
+
+    def fit(self, offsets: np.ndarray, iterations: int | None = None) -> np.ndarray:
+        """(T, S) weights in [0, 1] of FITTED_SHAPES for per-frame offsets of the fit vertices
+        from the neutral, (T, V', 3)."""
+        return self.fit_projected(np.asarray(offsets, np.float64).reshape(len(offsets), -1) @ self.design.T, iterations)
+
+    def fit_projected(self, projected: np.ndarray, iterations: int | None = None, signed: bool = False) -> np.ndarray:
+        """`fit` from the offsets already projected on the shapes, (T, S) = offsets @ design.T;
+        `signed` lets weights reach -1 and drops the L1 term (see `estimate_neutral`)."""
+        sparsity = 0.0 if signed else self.settings.sparsity
+        linear = (projected - sparsity * self.size ** 2) / self.size
+        lower, upper = (-self.size if signed else 0.0), self.size
+        scaled = np.clip(linear @ np.linalg.inv(self.normal), lower, upper)
+        previous, momentum, t = scaled, scaled, 1.0
+        for _ in range(iterations or self.settings.iterations):
+            gradient = momentum @ self.normal - linear + self.settings.temporal * _difference_laplacian(momentum)
+            scaled = np.clip(momentum - self.step * gradient, lower, upper)
+            t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+            momentum = scaled + ((t - 1.0) / t_next) * (scaled - previous)
+            previous, t = scaled, t_next
+        return scaled / self.size
+
+    def solve(self, head_frame_vertices: np.ndarray, lid_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(T, 52) weights (gaze shapes and tongueOut left 0), the neutral (V', 3) and the
+        neutral frame (-1: estimated), from the fit vertices in the head frame (T, V', 3) and
+        the lid shapes' weights (T, 4) in LID_SHAPES order, which are taken out first."""
+        vertices = np.asarray(head_frame_vertices, np.float64)
+        vertices = vertices - (lid_weights @ self.lid_design).reshape(vertices.shape)
+        frame = self.settings.neutral_frame
+        if frame is not None:
+            if not 0 <= frame < len(vertices):
+                raise ValueError(f"neutral frame {frame} is outside the clip (0..{len(vertices) - 1})")
+            neutral = vertices[frame]
+        else:
+            neutral = self.estimate_neutral(vertices)
+        flat = vertices.reshape(len(vertices), -1)
+        fitted = self.fit_projected(flat @ self.design.T - neutral.reshape(-1) @ self.design.T)
+        weights = np.zeros((len(fitted), len(ARKIT_NAMES)), np.float32)
+        weights[:, [INDEX[n] for n in FITTED_SHAPES]] = fitted
+        weights[:, [INDEX[n] for n in LID_SHAPES]] = lid_weights
+        return weights, neutral, -1 if frame is None else int(frame)
+
+    def estimate_neutral(self, head_frame_vertices: np.ndarray) -> np.ndarray:
+        """The face at rest, from the clip: the per-vertex median of the REST_SHARE of frames
+        that look least expressive. Each frame is scored by a signed fit against the clip's
+        median face (weights in [-1, 1], each weighed by its shape's size): an expression held
+        through most of the clip (a smile kept while talking) is in the median, and the frames
+        where it is released score below 0, so they, not the smile, become the rest. Long clips
+        are sampled at NEUTRAL_SAMPLE_FRAMES evenly spaced frames."""
+        vertices = np.asarray(head_frame_vertices, np.float64)
+        if len(vertices) > NEUTRAL_SAMPLE_FRAMES:
+            vertices = vertices[np.linspace(0, len(vertices) - 1, NEUTRAL_SAMPLE_FRAMES).round().astype(int)]
+        median = np.median(vertices, axis=0)
+        signed = self.fit_projected((vertices - median).reshape(len(vertices), -1) @ self.design.T, signed=True)
+        score = signed @ self.size
+        calmest = np.argsort(score)[: max(MIN_REST_FRAMES, int(REST_SHARE * len(vertices)))]
+        return np.median(vertices[calmest], axis=0)
+
+    def expression_shape(self, fitted_weights: np.ndarray) -> np.ndarray:
+        """(T, V', 3) offsets the fitted weights make on the fit vertices."""
+        return (fitted_weights @ self.design).reshape(len(fitted_weights), -1, 3)
+
+
+def _difference_laplacian(weights: np.ndarray) -> np.ndarray:
+    """D^T D w for the first-difference operator D along time (gradient of 0.5 |D w|^2)."""
+    result = np.zeros_like(weights)
+    if len(weights) > 1:
+        step = np.diff(weights, axis=0)
+        result[:-1] -= step
+        result[1:] += step
+    return result
+
+
+def to_head_frame(vertices: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
+    """Camera-space vertices (T, V, 3) into the canonical head frame: R^T (v - t) per frame."""
+    rotation, translation = head_pose[:, :3, :3], head_pose[:, :3, 3]
+    return np.matmul(np.asarray(vertices, np.float64) - translation[:, None, :], rotation)
+
+
+def head_angles(head_pose: np.ndarray) -> np.ndarray:
+    """(T, 3) yaw, pitch, roll (radians) of the head relative to facing the camera: the head's
+    rotation, in camera axes, is R_y(yaw) R_x(pitch) R_z(roll) (camera y down, so positive yaw
+    turns the face toward image left, the subject's right, positive pitch tilts the chin down,
+    positive roll tilts the head clockwise in the image)."""
+    relative = head_pose[:, :3, :3] @ TEMPLATE_FACING_CAMERA
+    pitch = np.arcsin(np.clip(-relative[:, 1, 2], -1.0, 1.0))
+    yaw = np.arctan2(relative[:, 0, 2], relative[:, 2, 2])
+    roll = np.arctan2(relative[:, 1, 0], relative[:, 1, 1])
+    return np.stack([yaw, pitch, roll], axis=1)
+
+
+def eye_gaze(landmarks: np.ndarray, neutral_landmarks: np.ndarray) -> np.ndarray:
+    """(T, 2, 2) [left, right] x [yaw, pitch] in radians from the 478 template landmarks in the
+    head frame (T, 478, 3): the iris centre's offset from the middle of its eye corners, less
+    that offset in the neutral, over the eyeball's radius. Yaw is positive toward the subject's
+    left (+X), pitch positive looking up (+Y)."""
+    gaze = np.zeros((len(landmarks), 2, 2))
+    for e, (iris, outer, inner) in enumerate(EYES.values()):
+        offset = landmarks[:, iris] - (landmarks[:, outer] + landmarks[:, inner]) / 2
+        rest = neutral_landmarks[iris] - (neutral_landmarks[outer] + neutral_landmarks[inner]) / 2
+        sine = np.clip((offset - rest)[:, :2] / EYEBALL_RADIUS_M, -1.0, 1.0)
+        gaze[:, e] = np.arcsin(sine)
+    return gaze
+
+
+def eye_apertures(landmarks: np.ndarray) -> np.ndarray:
+    """(..., 2) lid opening over eye width, [left, right], of landmarks (..., 478, 3)."""
+    columns = []
+    for upper, lower, outer, inner in EYELIDS.values():
+        opening = np.linalg.norm(landmarks[..., upper, :] - landmarks[..., lower, :], axis=-1)
+        columns.append(opening / np.linalg.norm(landmarks[..., outer, :] - landmarks[..., inner, :], axis=-1))
+    return np.stack(columns, axis=-1)
+
+
+def lid_response(template_vertices: np.ndarray, template_basis: np.ndarray) -> np.ndarray:
+    """(4,) relative change of its eye's aperture that each LID_SHAPES shape makes at weight 1
+    (negative for a blink), read off the basis on the template."""
+    rest = eye_apertures(template_vertices)
+    response = np.empty(len(LID_SHAPES))
+    for k, name in enumerate(LID_SHAPES):
+        eye = 0 if name.endswith("Left") else 1
+        response[k] = eye_apertures(template_vertices + template_basis[INDEX[name]])[eye] / rest[eye] - 1.0
+    return response
+
+
+def lid_weights(apertures: np.ndarray, rest: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """(T, 4) LID_SHAPES weights from apertures (T, 2) relative to the rest apertures (2,): a
+    narrower eye is a blink, a wider one eyeWide, each scaled by its shape's response."""
+    change = apertures / rest - 1.0
+    weights = np.empty((len(apertures), len(LID_SHAPES)))
+    for k, name in enumerate(LID_SHAPES):
+        weights[:, k] = change[:, 0 if name.endswith("Left") else 1] / response[k]
+    return np.clip(weights, 0.0, 1.0)
+
+
+def eye_look_weights(gaze: np.ndarray) -> dict[str, np.ndarray]:
+    """The eight eyeLook curves from the gaze: In/Out are toward the nose / away from it."""
+    curves = {}
+    for e, side in enumerate(("Left", "Right")):
+        yaw, pitch = gaze[:, e, 0], gaze[:, e, 1]
+        outward = yaw if side == "Left" else -yaw
+        for name, angle in (("Out", outward), ("In", -outward), ("Up", pitch), ("Down", -pitch)):
+            curves[f"eyeLook{name}{side}"] = np.clip(angle / EYE_LOOK_FULL_RAD, 0.0, 1.0)
+    return curves
+
+
+def solve_sequence(vertices: np.ndarray, head_pose: np.ndarray, canonical_vertices: np.ndarray,
+                   landmarks: np.ndarray | None = None, settings: SolverSettings | None = None,
+                   solver: ExpressionSolver | None = None) -> ExpressionCurves:
+    """Every curve of a clip. `vertices` (T, V, 3) camera space on the mesh whose canonical
+    positions are `canonical_vertices`; `head_pose` (T, 4, 4) canonical -> camera; `landmarks`
+    (T, 478, 3) camera space for the gaze, default the mesh's first 478 vertices (a template mesh
+    keeps the template's landmarks first)."""
+    solver = solver or ExpressionSolver(canonical_vertices, settings)
+    head_landmarks = to_head_frame(vertices[:, :478] if landmarks is None else landmarks, head_pose)
+    neutral_frame = solver.settings.neutral_frame
+    if neutral_frame is not None and not 0 <= neutral_frame < len(head_landmarks):
+        raise ValueError(f"neutral frame {neutral_frame} is outside the clip (0..{len(head_landmarks) - 1})")
+    apertures = eye_apertures(head_landmarks)
+    rest_apertures = apertures[neutral_frame] if neutral_frame is not None else np.median(apertures, axis=0)
+    lids = lid_weights(apertures, rest_apertures, solver.lid_response)
+    weights, _, neutral_frame = solver.solve(to_head_frame(vertices[:, solver.fit_vertices], head_pose), lids)
+    neutral_landmarks = head_landmarks[neutral_frame] if neutral_frame >= 0 else np.median(head_landmarks, axis=0)
+    gaze = eye_gaze(head_landmarks, neutral_landmarks)
+    for name, curve in eye_look_weights(gaze).items():
+        weights[:, INDEX[name]] = curve
+    return ExpressionCurves(weights=weights, head_rotation=head_angles(head_pose),
+                            head_translation=np.asarray(head_pose[:, :3, 3], np.float64),
+                            eye_gaze=gaze, neutral_frame=neutral_frame)

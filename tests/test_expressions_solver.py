@@ -1,0 +1,158 @@
+"""The expression solver recovers known ARKit weights, head angles and gaze from meshes made
+from the basis itself, with another identity, rigid head motion and noise."""
+import numpy as np
+import pytest
+
+from model_runtime.bench.sequences import rotation_matrix
+from model_runtime.expressions.arkit import ARKIT_NAMES, EXPRESSIVE, INDEX
+from model_runtime.expressions.solver import (EYEBALL_RADIUS_M, EYES, GAZE_SHAPES, TEMPLATE_FACING_CAMERA,
+                                              ExpressionSolver, SolverSettings, load_basis, solve_sequence)
+from model_runtime.expressions.surface import closest_on_surface, interpolate
+from model_runtime.reconstruct.mesh import template_mesh
+from model_runtime.template import load_template
+
+FRAMES = 90
+NOISE_M = 0.0002
+# The clips are made from the geometric basis and solved with it: its shapes are the exact skin
+# motion and distinct enough to be recovered exactly. The observed basis (measured, noisier) is
+# scored on rendered clips by bench/expression_curves.py.
+BASIS = "geometric"
+
+
+def synthetic_weights(rng, frames=FRAMES) -> np.ndarray:
+    """Each expressive shape in a few bumps, at rest most of the time (as in real footage)."""
+    weights = np.zeros((frames, len(ARKIT_NAMES)))
+    time = np.arange(frames)
+    for name in EXPRESSIVE:
+        centre, width = rng.uniform(5, frames - 5), rng.uniform(8, 20)
+        weights[:, INDEX[name]] = rng.uniform(0.5, 0.9) * np.clip(1 - np.abs(time - centre) / width, 0, None)
+    return weights
+
+
+def posed_clip(weights: np.ndarray, mesh_canonical: np.ndarray, rng, angles_deg=None):
+    """Camera-space vertices of a head of another identity making `weights`, and its poses."""
+    template = load_template()
+    triangle, barycentric, _ = closest_on_surface(mesh_canonical, template.vertices, template.triangles)
+    basis = interpolate(load_basis(BASIS), template.triangles, triangle, barycentric)
+    identity = mesh_canonical * np.array([1.06, 0.95, 1.1]) + 0.001 * np.sin(40 * mesh_canonical)
+    shapes = identity[None] + np.einsum("ts,svd->tvd", weights, basis)
+    if angles_deg is None:
+        count = len(weights)
+        angles_deg = np.stack([20 * np.sin(np.linspace(0, 3, count)), 8 * np.cos(np.linspace(0, 2, count)),
+                               np.linspace(-5, 5, count)], axis=1)
+    poses = np.tile(np.eye(4), (len(weights), 1, 1))
+    for t, angles in enumerate(angles_deg):
+        poses[t, :3, :3] = rotation_matrix(*angles) @ TEMPLATE_FACING_CAMERA
+        poses[t, :3, 3] = [0.02 * np.sin(t / 9), 0.01, 0.6]
+    vertices = np.matmul(shapes, poses[:, :3, :3].transpose(0, 2, 1)) + poses[:, None, :3, 3]
+    return vertices + rng.normal(0, NOISE_M, vertices.shape), poses
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    return template_mesh(load_template(), "high")
+
+
+@pytest.fixture(scope="module")
+def solver(mesh):
+    return ExpressionSolver(mesh.canonical, SolverSettings(basis=BASIS))
+
+
+def test_recovers_known_weights_with_an_estimated_neutral(mesh, solver):
+    rng = np.random.default_rng(3)
+    truth = synthetic_weights(rng)
+    vertices, poses = posed_clip(truth, mesh.canonical, rng)
+    curves = solve_sequence(vertices, poses, mesh.canonical, solver=solver)
+    assert curves.weights.shape == (FRAMES, 52) and curves.neutral_frame == -1
+    assert curves.weights.min() >= 0 and curves.weights.max() <= 1
+    for name in EXPRESSIVE:
+        column = INDEX[name]
+        r = np.corrcoef(truth[:, column], curves.weights[:, column])[0, 1]
+        assert r > 0.85, f"{name}: r = {r:.3f}"
+        assert np.abs(truth[:, column] - curves.weights[:, column]).mean() < 0.1, name
+    others = [INDEX[n] for n in ARKIT_NAMES if n not in EXPRESSIVE and n not in GAZE_SHAPES]
+    assert np.abs(curves.weights[:, others]).mean() < 0.05
+
+
+def test_a_chosen_neutral_frame_is_used(mesh, solver):
+    rng = np.random.default_rng(4)
+    truth = np.zeros((30, 52))
+    truth[:, INDEX["jawOpen"]] = 0.3  # the mouth is never closed: only a chosen neutral knows where 0 is
+    truth[10, INDEX["jawOpen"]] = 0.0
+    truth[20:, INDEX["jawOpen"]] = 0.8
+    vertices, poses = posed_clip(truth, mesh.canonical, rng)
+    settings = SolverSettings(neutral_frame=10, temporal=0.0, basis=BASIS)
+    curves = solve_sequence(vertices, poses, mesh.canonical, solver=ExpressionSolver(mesh.canonical, settings))
+    jaw = curves.weights[:, INDEX["jawOpen"]]
+    assert curves.neutral_frame == 10
+    assert jaw[10] < 0.05
+    assert abs(np.median(jaw[:10]) - 0.3) < 0.08 and abs(np.median(jaw[22:]) - 0.8) < 0.08
+
+
+def test_an_expression_held_through_most_of_the_clip_is_not_taken_for_rest(mesh, solver):
+    rng = np.random.default_rng(9)
+    truth = np.zeros((60, 52))
+    truth[18:, INDEX["mouthSmileLeft"]] = truth[18:, INDEX["mouthSmileRight"]] = 0.8  # smiling from frame 18 on
+    truth[30:40, INDEX["jawOpen"]] = 0.4
+    vertices, poses = posed_clip(truth, mesh.canonical, rng)
+    curves = solve_sequence(vertices, poses, mesh.canonical, solver=solver)
+    smile = curves.weights[:, INDEX["mouthSmileLeft"]]
+    assert smile[:15].max() < 0.1 and abs(np.median(smile[20:]) - 0.8) < 0.1
+
+
+def test_head_angles_follow_the_pose(mesh, solver):
+    rng = np.random.default_rng(5)
+    angles = np.stack([np.linspace(-30, 30, 12), np.linspace(10, -10, 12), np.linspace(-8, 8, 12)], axis=1)
+    vertices, poses = posed_clip(np.zeros((12, 52)), mesh.canonical, rng, angles)
+    curves = solve_sequence(vertices, poses, mesh.canonical, solver=solver)
+    np.testing.assert_allclose(np.degrees(curves.head_rotation), angles, atol=1e-6)
+    np.testing.assert_allclose(curves.head_translation, poses[:, :3, 3])
+
+
+def test_gaze_from_the_irises(mesh, solver):
+    rng = np.random.default_rng(6)
+    vertices, poses = posed_clip(np.zeros((20, 52)), mesh.canonical, rng)
+    vertices = np.array(vertices)
+    yaw = np.radians(np.linspace(-25, 25, 20))  # toward the subject's left
+    pitch = np.radians(np.linspace(15, -15, 20))  # up, then down
+    for iris, _, _ in EYES.values():
+        ring = np.arange(iris, iris + 5)  # the iris centre and its four ring points move together
+        shift = EYEBALL_RADIUS_M * np.stack([np.sin(yaw), np.sin(pitch), np.zeros(20)], axis=1)
+        rotation = poses[:, :3, :3]
+        vertices[:, ring] += np.einsum("tij,tj->ti", rotation, shift)[:, None, :]
+    curves = solve_sequence(vertices, poses, mesh.canonical, solver=solver)
+    for eye in range(2):
+        assert np.corrcoef(curves.eye_gaze[:, eye, 0], yaw)[0, 1] > 0.99
+        assert np.corrcoef(curves.eye_gaze[:, eye, 1], pitch)[0, 1] > 0.99
+    assert np.abs(curves.eye_gaze[:, :, 0] - yaw[:, None]).max() < np.radians(4)
+    first = curves.weights[0]  # subject's right and up: the right eye looks out
+    last = curves.weights[-1]  # subject's left and down: the left eye looks out, the right eye in
+    assert last[INDEX["eyeLookOutLeft"]] > 0.5 and last[INDEX["eyeLookInRight"]] > 0.5
+    assert last[INDEX["eyeLookDownLeft"]] > 0.3 and last[INDEX["eyeLookUpLeft"]] == 0
+    assert first[INDEX["eyeLookUpRight"]] > 0.3 and first[INDEX["eyeLookOutRight"]] > 0.5
+
+
+def test_blinks_are_found_and_none_invented(mesh, solver):
+    rng = np.random.default_rng(7)
+    truth = np.zeros((80, 52))
+    time = np.arange(80)
+    for centre in (15, 42, 66):
+        blink = np.clip(1 - np.abs(time - centre) / 3.0, 0, None)
+        truth[:, INDEX["eyeBlinkLeft"]] += blink
+        truth[:, INDEX["eyeBlinkRight"]] += blink
+    truth[:, INDEX["jawOpen"]] = 0.3 * np.clip(np.sin(time / 4), 0, None)
+    vertices, poses = posed_clip(truth, mesh.canonical, rng)
+    curves = solve_sequence(vertices, poses, mesh.canonical, solver=solver)
+    for name in ("eyeBlinkLeft", "eyeBlinkRight"):
+        closed = curves.weights[:, INDEX[name]] > 0.5
+        starts = np.nonzero(np.diff(closed.astype(int)) == 1)[0] + 1
+        assert len(starts) == 3, f"{name}: blinks found at {starts}"
+        assert all(abs(s - c) <= 3 for s, c in zip(starts, (15, 42, 66)))
+
+
+def test_a_neutral_frame_outside_the_clip_is_refused(mesh):
+    solver = ExpressionSolver(mesh.canonical, SolverSettings(neutral_frame=50, basis=BASIS))
+    rng = np.random.default_rng(8)
+    vertices, poses = posed_clip(np.zeros((5, 52)), mesh.canonical, rng)
+    with pytest.raises(ValueError, match="neutral frame 50"):
+        solve_sequence(vertices, poses, mesh.canonical, solver=solver)
