@@ -200,8 +200,13 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
     if not missing:
         return 0
     index_of = {source_index: i for i, source_index in enumerate(indices)}
-    todo = set(missing)
     backend = create_backend(options.backend, **_backend_options(options, source))
+    if hasattr(backend, "resume_tracking"):
+        # Tracking depends on history: every frame after the first missing one is recomputed,
+        # continuing from the frames before it exactly as an uninterrupted run would.
+        missing = list(range(missing[0], len(indices)))
+        _resume_tracking(backend, source, folder, indices, missing[0])
+    todo = set(missing)
     _record_backend(folder, backend)
     pending: deque[int] = deque()
     done = 0
@@ -248,6 +253,30 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
     return done
 
 
+def _resume_tracking(backend, source: FrameSource, folder: CaptureFolder, indices: list[int], first: int) -> None:
+    """Hand a tracking backend the frame before ``first`` and the first frame with a face (its
+    reference), re-decoded, with the landmarks stored for them."""
+    if first == 0:
+        return
+    with_face = [i for i in range(first) if _stored_landmarks(folder, i) is not None]
+    if not with_face:
+        return
+
+    def view(capture_index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        landmarks = _stored_landmarks(folder, capture_index)
+        if landmarks is None:
+            return None
+        frame = next(iter(source.frames(indices[capture_index], indices[capture_index] + 1)))
+        return None if frame.image is None else (frame.image, landmarks)
+
+    backend.resume_tracking(view(first - 1), view(with_face[0]))
+
+
+def _stored_landmarks(folder: CaptureFolder, capture_index: int) -> np.ndarray | None:
+    with np.load(folder.path / FRAMES_DIR / f"{capture_index:06d}.npz") as data:
+        return data["landmarks2d"] if bool(data["has_face"]) and "landmarks2d" in data else None
+
+
 def _unreadable_frame(source: FrameSource, intrinsics: np.ndarray | None) -> FrameMaps:
     info = source.info
     if intrinsics is None:
@@ -266,7 +295,9 @@ def _source_frames(source, indices, todo, index_of) -> Iterable[Frame]:
 
 def _backend_options(options: CaptureOptions, source: FrameSource) -> dict:
     if options.backend == "mediapipe":
-        return {"static_images": source.info.kind != "video", **options.backend_options}
+        # A folder of frames is a sequence (VFX plates come as image sequences); still-image
+        # mode only for a single image, or when asked (backend option static_images=True).
+        return {"static_images": source.info.kind == "image", **options.backend_options}
     return {"checkpoint": options.checkpoint, "device": options.device, **options.backend_options}
 
 
