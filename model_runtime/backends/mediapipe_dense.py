@@ -3,7 +3,12 @@
 Per frame:
 
 1. Face Mesh (legacy solution, refined landmarks) gives 478 landmarks per face; with several
-   faces the largest (landmark bounding box) is used. No face: ``FrameMaps.empty``.
+   faces the largest (landmark bounding box) is used. No face: ``FrameMaps.empty``. In a
+   sequence with the appearance stage on (the default), Face Mesh runs on a crop around the
+   previous frame's landmarks, and the appearance stage (``model_runtime/appearance.py``) then
+   moves the landmarks onto what the pixels show; every later step, and so the dense maps, the
+   meshes and the named points, uses the refined landmarks. Landmarks the stage flags hidden
+   get zero confidence.
 2. Landmark pixels: ``x = x_norm * W - 0.5``, ``y = y_norm * H - 0.5``. MediaPipe normalises by
    the image's edges (0 = left edge of the first pixel), the contract puts pixel centres at
    integer coordinates.
