@@ -201,7 +201,7 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
         return 0
     index_of = {source_index: i for i, source_index in enumerate(indices)}
     backend = create_backend(options.backend, **_backend_options(options, source))
-    if hasattr(backend, "resume_tracking"):
+    if getattr(backend, "depends_on_history", False):
         # Tracking depends on history: every frame after the first missing one is recomputed,
         # continuing from the frames before it exactly as an uninterrupted run would.
         missing = list(range(missing[0], len(indices)))
@@ -256,10 +256,8 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
 def _resume_tracking(backend, source: FrameSource, folder: CaptureFolder, indices: list[int], first: int) -> None:
     """Hand a tracking backend the frame before ``first`` and the first frame with a face (its
     reference), re-decoded, with the landmarks stored for them."""
-    if first == 0:
-        return
-    with_face = [i for i in range(first) if _stored_landmarks(folder, i) is not None]
-    if not with_face:
+    reference = next((i for i in range(first) if _stored_landmarks(folder, i) is not None), None)
+    if reference is None:
         return
 
     def view(capture_index: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -269,7 +267,7 @@ def _resume_tracking(backend, source: FrameSource, folder: CaptureFolder, indice
         frame = next(iter(source.frames(indices[capture_index], indices[capture_index] + 1)))
         return None if frame.image is None else (frame.image, landmarks)
 
-    backend.resume_tracking(view(first - 1), view(with_face[0]))
+    backend.resume_tracking(view(first - 1), view(reference))
 
 
 def _stored_landmarks(folder: CaptureFolder, capture_index: int) -> np.ndarray | None:

@@ -120,9 +120,10 @@ def test_a_static_face_does_not_drift_over_a_thousand_frames():
             pixels = backend.predict(noisy, intrinsics).landmarks2d
             first = pixels if first is None else first
             drift.append(np.linalg.norm(pixels - first, axis=1))
-    drift = np.array(drift)
-    assert drift.mean(axis=1).max() < 0.2, drift.mean(axis=1).max()
-    assert np.percentile(drift[-100:], 95) < 0.2, np.percentile(drift[-100:], 95)
+    mean_drift = np.array(drift).mean(axis=1)
+    assert mean_drift.max() < 0.2, mean_drift.max()
+    assert mean_drift[-100:].mean() < mean_drift[100:200].mean() + 0.05, "the landmarks creep away"
+    assert np.median(drift[-100:]) < 0.2, np.median(drift[-100:])
 
 
 def frame_arrays(folder: Path) -> dict[str, dict[str, np.ndarray]]:

@@ -69,7 +69,7 @@ def test_registry_creates_the_default_backend():
         assert isinstance(backend, MediaPipeDenseBackend)
         assert backend.name == "mediapipe" and backend.canonical_space == CANONICAL_SPACE_ID
         assert "mediapipe 0." in backend.version
-        assert backend.describe() == {"max_faces": 1, "static_images": True}
+        assert backend.describe() == {"max_faces": 1, "static_images": True, "appearance": False}
     finally:
         backend.close()
 

@@ -135,6 +135,12 @@ class MediaPipeDenseBackend:
         """Settings recorded in the capture manifest."""
         return {"max_faces": self.max_faces, "static_images": self.static_images, "appearance": self.appearance}
 
+    @property
+    def depends_on_history(self) -> bool:
+        """Whether a frame's maps depend on the frames before it (then a resumed capture hands
+        over the state with ``resume_tracking``)."""
+        return self.appearance
+
     def resume_tracking(self, previous: tuple[np.ndarray, np.ndarray] | None,
                         reference: tuple[np.ndarray, np.ndarray] | None) -> None:
         """Continue a sequence whose earlier frames another run computed: (RGB image, stored
