@@ -70,13 +70,13 @@ REFERENCE_GAIN = 0.5
 """Share of the reference alignment's correction taken per frame (times its trust): halving it
 spreads a correction over a few frames, jitter on the turn clip 1.38 -> 1.26 px/frame^2 at equal error."""
 MEDIAPIPE_PULL = 0.05
+"""Share of the way toward MediaPipe's landmark a point moves each frame, times (1 - its trust in
+the reference alignment): flow keeps the tracks steady, MediaPipe keeps them from drifting where
+the reference cannot see (on the turn and talk clips 0.05-0.1 did best of 0.05-0.3)."""
 GUIDE_LOCAL = 0.25
 """Share of MediaPipe's non-affine motion the previous frame is warped by before the flow. All
 of it passes MediaPipe's frame-to-frame noise into the tracks (jitter on the turn clip 1.91
 px/frame^2), none of it leaves expressions and turns to the flow alone (EPE 3.8 instead of 3.1)."""
-"""Share of the way toward MediaPipe's landmark a point moves each frame, times (1 - its trust in
-the reference alignment): flow keeps the tracks steady, MediaPipe keeps them from drifting where
-the reference cannot see (on the turn and talk clips 0.05-0.1 did best of 0.05-0.3)."""
 SHADING_SIGMA = 3.5
 """Scale (crop pixels) of the local contrast normalisation before the flow: removes the shading
 that changes as the head turns under a fixed light (EPE on the 45 degree turn clip 4.2 -> 3.2 px)."""

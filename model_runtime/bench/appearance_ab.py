@@ -1,6 +1,7 @@
 """The appearance stage, before and after, on rendered clips with exact ground truth.
 
-    .venv-runtime/bin/python -m model_runtime.bench.appearance_ab [--frames 48] [--size 512] [STYLE-SEED ...]
+    .venv-runtime/bin/python -m model_runtime.bench.appearance_ab [--frames 48] [--size 512] \
+        [STYLE-SEED ...] [--real CLIP ...]
 
 For every clip (rendered once into bench/cache/sequences/ by accuracy.rendered_sequence) and for
 both inputs, the PNG folder and the same frames encoded as an H.264 video, it captures with the
@@ -10,6 +11,7 @@ project before and after (reconstruction, smoothing on) and the "after" capture'
 landmark mesh carried the same way. Columns: 2D end-point error mean and median (px), jitter
 (px/frame^2), survival, 3D error of the seed points after rigid alignment (mm), mean per-vertex
 3D error of the reconstructed mesh (mm) and capture / reconstruction time per frame (ms).
+``--real`` adds the landmarks' jitter on real clips (GRID, the sample), stage off and on.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import av
 import numpy as np
 
 from ..template import load_template
-from .accuracy import (BASELINE, Settings, Tracks, _place_seeds, anchor_to_mesh, capture, carry, compared_pairs,
+from .accuracy import (BASELINE, Settings, Tracks, _place_seeds, anchor_to_mesh, carry, compared_pairs,
                        landmarks, mesh_errors, reconstruct_seeds, rendered_sequence, score_tracks)
 from .groundtruth import RenderedSequence
 
@@ -52,7 +54,8 @@ def _capture_with(source: Path, folder: Path, focal_px: float, appearance: bool)
     from ..capture import CaptureOptions, run_capture
     from ..capture_folder import CaptureFolder
 
-    options = CaptureOptions(focal=f"{focal_px:g}px", overwrite=True, backend_options={"appearance": appearance})
+    options = CaptureOptions(focal=f"{focal_px:g}px" if focal_px else None, overwrite=True,
+                             backend_options={"appearance": appearance})
     started = time.perf_counter()
     run_capture(source, folder, options)
     return CaptureFolder(folder), time.perf_counter() - started
@@ -93,12 +96,25 @@ def evaluate(rendered: RenderedSequence, source: Path, workdir: Path, seed_point
     return rows
 
 
+def real_clip_jitter(clip: Path, workdir: Path) -> tuple[float, float]:
+    """Jitter (px/frame^2) of the 478 landmarks on a real clip: MediaPipe's own (stage off) and
+    refined (stage on). Real motion is in both; only the difference is the stage's."""
+    from . import metrics
+
+    result = []
+    for appearance in (False, True):
+        folder, _ = _capture_with(clip, workdir / str(appearance), None, appearance)
+        result.append(metrics.jitter(landmarks(folder)[0]))
+    return result[0], result[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="model_runtime.bench.appearance_ab", description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="*", default=DEFAULT_CLIPS, help="STYLE-SEED, e.g. turn-12")
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--inputs", default="video,png")
+    parser.add_argument("--real", nargs="*", default=[], type=Path, help="real clips to report landmark jitter on")
     args = parser.parse_args(argv)
     settings = Settings(frame_count=args.frames, image_size=args.size)
     print("| clip | input | method | EPE mean | EPE median | jitter | survival | 3D pts mm | 3D mesh mm "
@@ -117,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
                     label, *values = row
                     cells = " | ".join("-" if v is None or not np.isfinite(v) else f"{v:.2f}" for v in values)
                     print(f"| {clip} | {name} | {label} | {cells} |", flush=True)
+    if args.real:
+        print("\n| real clip | jitter, MediaPipe landmarks | jitter, refined landmarks | ratio |\n|---|---|---|---|")
+    for clip in args.real:
+        with tempfile.TemporaryDirectory() as tmp:
+            before, after = real_clip_jitter(clip, Path(tmp))
+        print(f"| {clip.name} | {before:.3f} | {after:.3f} | {after / before:.2f} |", flush=True)
     return 0
 
 
