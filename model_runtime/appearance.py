@@ -133,13 +133,20 @@ class AppearanceTracker:
             result = TrackedLandmarks(_float32(detected), np.zeros(len(detected), bool))
         else:
             result = self._track(gray, detected, depth)
-        if self._reference is None:
-            self._reference = _View(gray, result.pixels)
         self._previous = _View(gray, result.pixels)
+        if self._reference is None:
+            self._reference = self._previous
         return result
 
     def lose_track(self) -> None:
         """Forget the previous frame (no face on it): the next face found starts a new track."""
+        self._previous = None
+
+    def reject_last(self) -> None:
+        """The last frame turned out to have no usable face (the caller stores it as faceless):
+        forget it, as previous frame and, if it was the first, as reference."""
+        if self._reference is self._previous:
+            self._reference = None
         self._previous = None
 
     def _track(self, gray: np.ndarray, detected: np.ndarray | None, depth: np.ndarray | None) -> TrackedLandmarks:

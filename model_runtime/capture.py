@@ -227,6 +227,8 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
                 if warn:
                     warn(capture_index, "unreadable_frame", frame.error)
                 write_frame(folder.path, capture_index, _unreadable_frame(source, intrinsics))
+                if getattr(backend, "depends_on_history", False):
+                    backend.lose_track()  # as a resumed capture would, starting after this frame
                 report(capture_index)
                 continue
             pending.append(capture_index)

@@ -163,7 +163,7 @@ class MediaPipeDenseBackend:
             faces = self._mesh.process(image).multi_face_landmarks
             faces = [landmark_array(face) for face in faces] if faces else self._small_faces(image)
         if not faces:
-            self._lose_track()
+            self.lose_track()
             return FrameMaps.empty(intrinsics, (width, height))
         normalized = largest_face(faces, (width, height))
         if self._tracker is not None and self._tracked is None:
@@ -179,11 +179,14 @@ class MediaPipeDenseBackend:
             if maps.has_face:
                 self._tracked = tracked.pixels
             else:
-                self._lose_track()
+                self._tracked = None
+                self._tracker.reject_last()
         maps.extras["faces_found"] = len(faces)
         return maps
 
-    def _lose_track(self) -> None:
+    def lose_track(self) -> None:
+        """End the current track (a frame without a face, or one that could not be read): the
+        next face found starts a new one, as it does after a resume at that frame."""
         self._tracked = None
         if self._tracker is not None:
             self._tracker.lose_track()
