@@ -40,6 +40,8 @@ INTERIOR_COLOUR = (0.03, 0.008, 0.008, 1.0)  # the mouth cavity, seen as the bac
 SCLERA_COLOUR = (0.75, 0.72, 0.68, 1.0)
 IRIS_COLOUR = (0.02, 0.015, 0.01, 1.0)
 
+REST_ATTRIBUTE = "rest_position"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.render_gt", description=__doc__.splitlines()[0])
@@ -118,6 +120,8 @@ def _build_scene(spec: SequenceSpec, model: FaceModel, samples: int):
                  MATERIAL_IRIS: _flat_material("iris", IRIS_COLOUR, 0.3)}
     head = _add_mesh(scene, "head", model.neutral, model.triangles, [materials[i] for i in sorted(materials)],
                      model.triangle_material)
+    rest = head.data.attributes.new(REST_ATTRIBUTE, "FLOAT_VECTOR", "POINT")
+    rest.data.foreach_set("vector", _to_blender(model.neutral).ravel())
     occluder = None
     if spec.occluder is not None:
         colour = (*spec.occluder.colour, 1.0)
@@ -194,7 +198,7 @@ def _skin_material(skin_tone: np.ndarray):
     material = bpy.data.materials.new("skin")
     nodes, links = material.node_tree.nodes, material.node_tree.links
     skin = nodes["Principled BSDF"]
-    skin.inputs["Base Color"].default_value = (*skin_tone, 1.0)
+    links.new(_skin_texture(nodes, links, skin_tone), skin.inputs["Base Color"])
     skin.inputs["Roughness"].default_value = 0.5
     cavity = nodes.new("ShaderNodeBsdfDiffuse")
     cavity.inputs["Color"].default_value = INTERIOR_COLOUR
@@ -205,6 +209,33 @@ def _skin_material(skin_tone: np.ndarray):
     links.new(cavity.outputs["BSDF"], mix.inputs[2])
     links.new(mix.outputs["Shader"], nodes["Material Output"].inputs["Surface"])
     return material
+
+
+def _skin_texture(nodes, links, skin_tone: np.ndarray):
+    """Skin colour with fine mottling and pores fixed to the surface (noise over the rest
+    positions, so it moves with the skin through expressions): real skin has texture, and the
+    appearance stage is scored on following it."""
+    rest = nodes.new("ShaderNodeAttribute")
+    rest.attribute_name = REST_ATTRIBUTE
+    fine, coarse = nodes.new("ShaderNodeTexNoise"), nodes.new("ShaderNodeTexNoise")
+    for noise, scale in ((fine, 400.0), (coarse, 60.0)):
+        noise.inputs["Scale"].default_value = scale
+        noise.inputs["Detail"].default_value = 2.0
+        links.new(rest.outputs["Vector"], noise.inputs["Vector"])
+    mix = nodes.new("ShaderNodeMath")
+    mix.operation = "MULTIPLY_ADD"  # fine * 0.6 + coarse
+    mix.inputs[1].default_value = 0.6
+    links.new(fine.outputs["Fac"], mix.inputs[0])
+    links.new(coarse.outputs["Fac"], mix.inputs[2])
+    gain = nodes.new("ShaderNodeMapRange")  # (0.3 .. 1.3) -> (0.7 .. 1.3) times the skin tone
+    gain.inputs["From Min"].default_value, gain.inputs["From Max"].default_value = 0.3, 1.3
+    gain.inputs["To Min"].default_value, gain.inputs["To Max"].default_value = 0.7, 1.3
+    links.new(mix.outputs["Value"], gain.inputs["Value"])
+    colour = nodes.new("ShaderNodeVectorMath")
+    colour.operation = "SCALE"
+    colour.inputs[0].default_value = tuple(float(c) for c in skin_tone)
+    links.new(gain.outputs["Result"], colour.inputs["Scale"])
+    return colour.outputs["Vector"]
 
 
 def _flat_material(name: str, colour, roughness: float):

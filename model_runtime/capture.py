@@ -194,8 +194,13 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
     if not missing:
         return 0
     index_of = {source_index: i for i, source_index in enumerate(indices)}
-    todo = set(missing)
     backend = create_backend(options.backend, **_backend_options(options, source))
+    if getattr(backend, "depends_on_history", False):
+        # Tracking depends on history: every frame after the first missing one is recomputed,
+        # continuing from the frames before it exactly as an uninterrupted run would.
+        missing = list(range(missing[0], len(indices)))
+        _resume_tracking(backend, source, folder, indices, missing[0])
+    todo = set(missing)
     _record_backend(folder, backend)
     pending: deque[int] = deque()
     done = 0
@@ -216,6 +221,8 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
                 if warn:
                     warn(capture_index, "unreadable_frame", frame.error)
                 write_frame(folder.path, capture_index, _unreadable_frame(source, intrinsics))
+                if getattr(backend, "depends_on_history", False):
+                    backend.lose_track()  # as a resumed capture would, starting after this frame
                 report(capture_index)
                 continue
             pending.append(capture_index)
@@ -242,6 +249,28 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
     return done
 
 
+def _resume_tracking(backend, source: FrameSource, folder: CaptureFolder, indices: list[int], first: int) -> None:
+    """Hand a tracking backend the frame before ``first`` and the first frame with a face (its
+    reference), re-decoded, with the landmarks stored for them."""
+    reference = next((i for i in range(first) if _stored_landmarks(folder, i) is not None), None)
+    if reference is None:
+        return
+
+    def view(capture_index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        landmarks = _stored_landmarks(folder, capture_index)
+        if landmarks is None:
+            return None
+        frame = next(iter(source.frames(indices[capture_index], indices[capture_index] + 1)))
+        return None if frame.image is None else (frame.image, landmarks)
+
+    backend.resume_tracking(view(first - 1), view(reference))
+
+
+def _stored_landmarks(folder: CaptureFolder, capture_index: int) -> np.ndarray | None:
+    with np.load(folder.path / FRAMES_DIR / f"{capture_index:06d}.npz") as data:
+        return data["landmarks2d"] if bool(data["has_face"]) and "landmarks2d" in data else None
+
+
 def _unreadable_frame(source: FrameSource, intrinsics: np.ndarray | None) -> FrameMaps:
     info = source.info
     if intrinsics is None:
@@ -260,8 +289,10 @@ def _source_frames(source, indices, todo, index_of) -> Iterable[Frame]:
 
 def _backend_options(options: CaptureOptions, source: FrameSource) -> dict:
     if options.backend == "mediapipe":
+        # A folder of frames is a sequence (VFX plates come as image sequences); still-image
+        # mode only for a single image, or when asked.
         still = options.still_images or source.info.kind == "image"
-        return {"static_images": still, **options.backend_options}
+        return {"static_images": still, "appearance": options.appearance and not still, **options.backend_options}
     return {"checkpoint": options.checkpoint, "device": options.device, **options.backend_options}
 
 

@@ -17,6 +17,7 @@ from model_runtime.backends.mediapipe_dense import (
     MediaPipeDenseBackend,
     dense_maps,
     landmark_array,
+    landmark_pixels,
     largest_face,
 )
 from model_runtime.contract import CANONICAL_SPACE_ID
@@ -68,7 +69,7 @@ def test_registry_creates_the_default_backend():
         assert isinstance(backend, MediaPipeDenseBackend)
         assert backend.name == "mediapipe" and backend.canonical_space == CANONICAL_SPACE_ID
         assert "mediapipe 0." in backend.version
-        assert backend.describe() == {"max_faces": 1, "static_images": True}
+        assert backend.describe() == {"max_faces": 1, "static_images": True, "appearance": False}
     finally:
         backend.close()
 
@@ -183,7 +184,7 @@ def test_synthetic_landmarks_give_back_the_exact_pose_and_points():
     intrinsics = intrinsics_for(640, 480, focal_px=700)
     normalized, pose, points, pixels = posed_template_landmarks(template, intrinsics, (640, 480))
 
-    maps = dense_maps(normalized, intrinsics, (640, 480), template)
+    maps = dense_maps(landmark_pixels(normalized, (640, 480)), normalized[:, 2], intrinsics, (640, 480), template)
 
     np.testing.assert_allclose(maps.head_pose, pose, atol=1e-6)
     np.testing.assert_allclose(maps.landmarks3d, points, atol=1e-6)
@@ -202,7 +203,7 @@ def test_silhouette_ring_continues_the_edge_triangles_and_leaves_the_holes_open(
     intrinsics = intrinsics_for(640, 480, focal_px=700)
     normalized, pose, points, pixels = posed_template_landmarks(template, intrinsics, (640, 480))
 
-    maps = dense_maps(normalized, intrinsics, (640, 480), template)
+    maps = dense_maps(landmark_pixels(normalized, (640, 480)), normalized[:, 2], intrinsics, (640, 480), template)
 
     covered = rasterize(pixels, points[:, 2], template.triangles, maps.window).mask
     filled = ndimage.binary_fill_holes(covered)

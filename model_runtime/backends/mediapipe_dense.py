@@ -3,7 +3,12 @@
 Per frame:
 
 1. Face Mesh (legacy solution, refined landmarks) gives 478 landmarks per face; with several
-   faces the largest (landmark bounding box) is used. No face: ``FrameMaps.empty``.
+   faces the largest (landmark bounding box) is used. No face: ``FrameMaps.empty``. In a
+   sequence with the appearance stage on (the default), Face Mesh runs on a crop around the
+   previous frame's landmarks, and the appearance stage (``model_runtime/appearance.py``) then
+   moves the landmarks onto what the pixels show; every later step, and so the dense maps, the
+   meshes and the named points, uses the refined landmarks. Landmarks the stage flags hidden
+   get zero confidence.
 2. Landmark pixels: ``x = x_norm * W - 0.5``, ``y = y_norm * H - 0.5``. MediaPipe normalises by
    the image's edges (0 = left edge of the first pixel), the contract puts pixel centres at
    integer coordinates.
@@ -49,12 +54,13 @@ import cv2
 import mediapipe as mp
 import numpy as np
 
+from model_runtime.appearance import AppearanceTracker, to_gray
 from model_runtime.contract import CANONICAL_SPACE_ID, FrameMaps
 from model_runtime.errors import InputError, UserError
 from model_runtime.raster import Raster, mesh_window, rasterize
 from model_runtime.template import FaceTemplate, load_template
 
-BACKEND_VERSION = "2"
+BACKEND_VERSION = "3"
 WINDOW_MARGIN = 2
 RING_CONFIDENCE = 0.5
 """Confidence of a silhouette ring pixel relative to the face pixel whose triangle it extends."""
@@ -63,6 +69,10 @@ MAX_EXTRAPOLATION = 1.0
 triangle it extends: a sliver seen edge-on at the silhouette has no trustworthy plane a pixel away."""
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 LANDMARK_COUNT = 478
+TRACKING_CROP = 256
+"""Side (pixels) of the square crop Face Mesh sees while the appearance stage tracks a face."""
+TRACKING_CROP_EXTENT = 1.8
+"""That crop's side in units of the previous frame's landmark box's longer side."""
 
 # A NormalizedLandmarkList holding only x, y, z serialises to 17 bytes per landmark: field 1
 # (message, length 15) holding fields 1, 2, 3 (fixed32 floats). Reading that with numpy is ~10x
@@ -80,17 +90,25 @@ class MediaPipeDenseBackend:
                    runs it on every frame, about 1.2 ms, a fifth of the frame's time) and four for
                    still images (the detector runs on every image anyway). Pass 2 for footage where
                    a face passing in the background might take the track from the subject.
-    static_images: treat every frame as an unrelated image (folders of photos). Video mode
-                   (the default) tracks the face from frame to frame: faster and steadier.
+    static_images: treat every frame as an unrelated image (a single photo, or a folder of
+                   unrelated photos when asked). Otherwise frames are a sequence.
+    appearance:    in a sequence, refine the landmarks with the appearance stage
+                   (``model_runtime/appearance.py``): tracks follow the skin's texture from frame
+                   to frame, anchored on the first frame with a face. Face Mesh then runs on a
+                   crop around the previous frame's refined landmarks, each frame on its own (its
+                   own video mode keeps hidden state, which would make a resumed capture differ).
+                   False gives MediaPipe's landmarks as they are (video mode).
     """
 
     name = "mediapipe"
     canonical_space = CANONICAL_SPACE_ID
 
     def __init__(self, max_faces: int | None = None, static_images: bool = False,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 appearance: bool = True):
+        tracking = appearance and not static_images
         if max_faces is None:
-            max_faces = 4 if static_images else 1
+            max_faces = 4 if static_images or tracking else 1
         if max_faces < 1:
             raise UserError(f"max_faces is {max_faces}.", hint="Look for at least one face.", code="bad_option")
         self.template = load_template()
@@ -98,18 +116,41 @@ class MediaPipeDenseBackend:
         self.static_images = static_images
         self.version = (f"mediapipe-dense {BACKEND_VERSION} "
                         f"(mediapipe {mp.__version__}, template {self.template.space_id})")
+        self.appearance = tracking
         self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static_images,
+            static_image_mode=static_images or tracking,
             max_num_faces=max_faces,
             refine_landmarks=True,
             min_detection_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
         )
         self._detector = self._crop_mesh = None
+        self._tracker = AppearanceTracker(self.template.triangles) if tracking else None
+        self._near_mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=min_detection_confidence) if tracking else None
+        self._tracked: np.ndarray | None = None  # the previous frame's refined landmark pixels
 
     def describe(self) -> dict:
         """Settings recorded in the capture manifest."""
-        return {"max_faces": self.max_faces, "static_images": self.static_images}
+        return {"max_faces": self.max_faces, "static_images": self.static_images, "appearance": self.appearance}
+
+    @property
+    def depends_on_history(self) -> bool:
+        """Whether a frame's maps depend on the frames before it (then a resumed capture hands
+        over the state with ``resume_tracking``)."""
+        return self.appearance
+
+    def resume_tracking(self, previous: tuple[np.ndarray, np.ndarray] | None,
+                        reference: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Continue a sequence whose earlier frames another run computed: (RGB image, stored
+        ``landmarks2d``) of the frame just before the next one (None without a face) and of the
+        first frame with a face (the appearance stage's reference)."""
+        if self._tracker is None:
+            return
+        self._tracked = None if previous is None else np.asarray(previous[1], np.float32)
+        self._tracker.resume(*(None if view is None else (to_gray(_checked_image(view[0])), view[1])
+                               for view in (previous, reference)))
 
     def predict(self, image_rgb: np.ndarray, intrinsics: np.ndarray) -> FrameMaps:
         """Maps of one frame (H, W, 3) uint8 RGB with its (3, 3) pinhole intrinsics;
@@ -117,17 +158,60 @@ class MediaPipeDenseBackend:
         image = _checked_image(image_rgb)
         intrinsics = _checked_intrinsics(intrinsics)
         height, width = image.shape[:2]
-        faces = self._mesh.process(image).multi_face_landmarks
-        if faces:
-            faces = [landmark_array(face) for face in faces]
-        else:
-            faces = self._small_faces(image)
+        faces = self._faces_near(image, self._tracked) if self._tracked is not None else []
         if not faces:
+            faces = self._mesh.process(image).multi_face_landmarks
+            faces = [landmark_array(face) for face in faces] if faces else self._small_faces(image)
+        if not faces:
+            self.lose_track()
             return FrameMaps.empty(intrinsics, (width, height))
         normalized = largest_face(faces, (width, height))
-        maps = dense_maps(normalized, intrinsics, (width, height), self.template)
+        if self._tracker is not None and self._tracked is None:
+            # A new track: Face Mesh again on the crop it will see from now on, so that its
+            # landmarks do not shift with the change of crop on the next frame.
+            normalized = (self._faces_near(image, landmark_pixels(normalized, (width, height))) or [normalized])[0]
+        pixels, hidden = landmark_pixels(normalized, (width, height)), None
+        if self._tracker is not None:
+            tracked = self._tracker.update(to_gray(image), pixels, depth=1.0 + normalized[:, 2])
+            pixels, hidden = tracked.pixels.astype(np.float64), tracked.hidden
+        maps = dense_maps(pixels, normalized[:, 2], intrinsics, (width, height), self.template, hidden)
+        if self._tracker is not None:
+            if maps.has_face:
+                self._tracked = tracked.pixels
+            else:
+                self._tracked = None
+                self._tracker.reject_last()
         maps.extras["faces_found"] = len(faces)
         return maps
+
+    def lose_track(self) -> None:
+        """End the current track (a frame without a face, or one that could not be read): the
+        next face found starts a new one, as it does after a resume at that frame."""
+        self._tracked = None
+        if self._tracker is not None:
+            self._tracker.lose_track()
+
+    def _faces_near(self, image: np.ndarray, pixels: np.ndarray) -> list[np.ndarray]:
+        """Face Mesh on a square crop around the previous frame's landmarks (still-image mode:
+        the result depends on this frame and that crop only); [] when it finds no face there."""
+        height, width = image.shape[:2]
+        low, high = pixels.min(axis=0).astype(np.float64), pixels.max(axis=0).astype(np.float64)
+        side = max(float((high - low).max()) * TRACKING_CROP_EXTENT, 16.0)
+        origin = (low + high) / 2 - side / 2
+        scale = TRACKING_CROP / side
+        matrix = np.array([[scale, 0, -scale * origin[0]], [0, scale, -scale * origin[1]]])
+        crop = cv2.warpAffine(image, matrix, (TRACKING_CROP, TRACKING_CROP), flags=cv2.INTER_AREA
+                              if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        found = self._near_mesh.process(crop).multi_face_landmarks
+        if not found:
+            return []
+        crop_landmarks = landmark_array(found[0])
+        # crop pixel c shows frame point origin + c / scale; back to the frame's normalised units
+        frame_pixels = (crop_landmarks[:, :2] * TRACKING_CROP - 0.5) / scale + origin
+        normalized = np.empty_like(crop_landmarks)
+        normalized[:, :2] = (frame_pixels + 0.5) / np.array([width, height], np.float64)
+        normalized[:, 2] = crop_landmarks[:, 2] * side / width
+        return [normalized]
 
     def _small_faces(self, image: np.ndarray) -> list[np.ndarray]:
         """Faces too small for Face Mesh's own (short-range) detector: MediaPipe's full-range
@@ -162,10 +246,10 @@ class MediaPipeDenseBackend:
             yield self.predict(image, intrinsics)
 
     def close(self) -> None:
-        for graph in (self._mesh, self._detector, self._crop_mesh):
+        for graph in (self._mesh, self._detector, self._crop_mesh, self._near_mesh):
             if graph is not None:
                 graph.close()
-        self._mesh = self._detector = self._crop_mesh = None
+        self._mesh = self._detector = self._crop_mesh = self._near_mesh = None
 
     def __enter__(self) -> "MediaPipeDenseBackend":
         return self
@@ -195,16 +279,19 @@ def largest_face(faces: list[np.ndarray], frame_size: tuple[int, int]) -> np.nda
     return max(faces, key=area)
 
 
-def dense_maps(normalized: np.ndarray, intrinsics: np.ndarray, frame_size: tuple[int, int],
-               template: FaceTemplate) -> FrameMaps:
-    """The frame's maps from one face's normalised MediaPipe landmarks (478, 3)."""
-    pixels = landmark_pixels(normalized, frame_size)
+def dense_maps(pixels: np.ndarray, relative_z: np.ndarray, intrinsics: np.ndarray, frame_size: tuple[int, int],
+               template: FaceTemplate, hidden: np.ndarray | None = None) -> FrameMaps:
+    """The frame's maps from one face's landmark pixels (478, 2) and MediaPipe's relative z
+    (478,). ``hidden`` (478,) bool flags landmarks the appearance stage found covered: the
+    confidence falls to 0 toward them, so reconstruction treats what lies there as unseen."""
     pose = fit_head_pose(pixels, intrinsics, template)
     if pose is None:
         return FrameMaps.empty(intrinsics, frame_size)
-    depth = landmark_depths(normalized[:, 2], pose, intrinsics, frame_size[0], template)
+    depth = landmark_depths(relative_z, pose, intrinsics, frame_size[0], template)
     points = unproject(pixels, depth, intrinsics)
     facing = vertex_facing(points, template.triangles)
+    if hidden is not None:
+        facing = np.where(hidden, 0.0, facing)
     window = mesh_window(pixels, frame_size, WINDOW_MARGIN)
     raster = rasterize(pixels, depth, template.triangles, window,
                        attributes=np.column_stack([template.vertices, facing]))

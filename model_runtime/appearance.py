@@ -1,0 +1,277 @@
+"""The appearance stage: landmarks that follow the skin's texture, not only MediaPipe's guess.
+
+MediaPipe's landmarks carry a bias that changes with the head's pose and with the crop it
+tracks; smoothing cannot remove it, only evidence from the pixels can. Per frame, on a grayscale
+face crop at a fixed resolution (so the cost does not follow the frame size):
+
+1. **Flow from the previous frame.** The previous frame is first warped along the landmark
+   mesh by (mostly the affine part of) MediaPipe's motion, so that the flow has only small,
+   local motion left; every landmark of frame t-1 is then moved by dense optical flow (OpenCV's
+   DIS, on images whose shading is flattened by a local contrast normalisation) to frame t, and
+   kept only when the backward flow brings it back within ``FORWARD_BACKWARD_PX`` (a point
+   whose neighbourhood changed, e.g. under an occluder, fails). Chained flow alone drifts, so:
+2. **Alignment against the reference frame** (the first frame tracked). The reference image is
+   warped into the current frame's geometry, piecewise-affinely along the landmark mesh
+   (``raster.py``: each pixel of the current crop gets the reference pixel that the mesh maps
+   onto it; the z-buffer keeps the surface in front), so the patch around landmark i shows the
+   reference's skin as it would look at the landmark's predicted place, pose and expression
+   included. Flow from that warped reference to the current crop then measures, at each
+   landmark, how far the prediction is from where the skin really is; a forward-backward check
+   keeps the trustworthy corrections. This anchors every point to the reference frame, so
+   tracks do not drift however long the clip.
+3. **Hidden points.** A point where the frame does not look like the warped reference (its
+   window correlates poorly although the reference is textured there: an occluder, a closed
+   lid), or that neither check accepts, is flagged hidden and carried by MediaPipe's landmark,
+   which still places it plausibly; when the skin shows again step 2 pulls it back on the
+   right spot.
+
+Every other point is pulled toward MediaPipe's landmark by ``MEDIAPIPE_PULL`` times one minus
+its trust in the reference alignment, so that a point the reference cannot confirm (a 45
+degree turn changes the skin's shading) still cannot wander off.
+
+The stage's state at frame t is the previous frame's image and refined landmarks and the
+reference frame's image and landmarks; the capture folder stores the landmarks (float32, which
+is why every result here is rounded to float32) and the images are decoded again, so a capture
+resumed after a kill continues exactly as an uninterrupted one (``resume``).
+
+Pure numpy and OpenCV; no bpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from model_runtime.raster import rasterize
+
+FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+"""DIS flow preset: MEDIUM halves FAST's error on fast motion (1.1 vs 1.25 px a step on a 45 degree turn)."""
+CROP_SIZE = 320
+"""Side of the square face crop (pixels) the flow runs on, whatever the frame size."""
+CROP_MARGIN = 0.15
+"""The crop extends the landmarks' bounding box by this fraction of its longer side on every side."""
+FORWARD_BACKWARD_PX = 1.2
+"""Largest forward-backward disagreement (crop pixels) of a trusted frame-to-frame flow vector."""
+REFERENCE_FORWARD_BACKWARD_PX = 1.5
+"""Forward-backward disagreement (crop pixels) at which the reference alignment gets no weight;
+the weight falls linearly from 1 at no disagreement."""
+DENOISE_SIGMA = 0.8
+"""Gaussian blur (crop pixels) against sensor and compression noise before the flow."""
+MAX_CORRECTION_PX = 12.0
+"""Largest correction (crop pixels) taken from the reference alignment."""
+COVER_WINDOW = 11
+"""Side (crop pixels) of the window compared between the warped reference and the frame."""
+COVER_MIN_CONTRAST = 4.0
+"""Grey-level standard deviation the reference needs in that window to tell covered skin."""
+COVER_MAX_CORRELATION = 0.3
+"""Below this correlation between the warped reference and the frame a point counts as covered."""
+REFERENCE_GAIN = 0.5
+"""Share of the reference alignment's correction taken per frame (times its trust): halving it
+spreads a correction over a few frames, jitter on the turn clip 1.38 -> 1.26 px/frame^2 at equal error."""
+MEDIAPIPE_PULL = 0.05
+"""Share of the way toward MediaPipe's landmark a point moves each frame, times (1 - its trust in
+the reference alignment): flow keeps the tracks steady, MediaPipe keeps them from drifting where
+the reference cannot see (on the turn and talk clips 0.05-0.1 did best of 0.05-0.3)."""
+GUIDE_LOCAL = 0.25
+"""Share of MediaPipe's non-affine motion the previous frame is warped by before the flow. All
+of it passes MediaPipe's frame-to-frame noise into the tracks (jitter on the turn clip 1.91
+px/frame^2), none of it leaves expressions and turns to the flow alone (EPE 3.8 instead of 3.1)."""
+SHADING_SIGMA = 3.5
+"""Scale (crop pixels) of the local contrast normalisation before the flow: removes the shading
+that changes as the head turns under a fixed light (EPE on the 45 degree turn clip 4.2 -> 3.2 px)."""
+
+
+@dataclass
+class TrackedLandmarks:
+    """One frame's result: refined pixels (L, 2) float32 and per-point flags (L,) bool."""
+
+    pixels: np.ndarray
+    hidden: np.ndarray
+
+
+@dataclass
+class _View:
+    gray: np.ndarray  # (H, W) uint8, the whole frame
+    points: np.ndarray  # (L, 2) float32 pixels
+
+
+class AppearanceTracker:
+    """Fed frames in order (``update``); see the module docstring.
+
+    triangles: (F, 3) the landmark mesh, used to warp the reference frame.
+    """
+
+    def __init__(self, triangles: np.ndarray, crop_size: int = CROP_SIZE):
+        self.triangles = np.asarray(triangles, np.int64)
+        self.crop_size = crop_size
+        self._flow = cv2.DISOpticalFlow_create(int(FLOW_PRESET))
+        self._previous: _View | None = None
+        self._reference: _View | None = None
+
+    def resume(self, previous: tuple[np.ndarray, np.ndarray] | None,
+               reference: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Continue after frames computed by another run: (gray image, stored landmarks) of the
+        frame before the next one (None when it had no face) and of the reference frame (the
+        first with a face; None when there was none yet)."""
+        self._previous = None if previous is None else _View(previous[0], _float32(previous[1]))
+        self._reference = None if reference is None else _View(reference[0], _float32(reference[1]))
+
+    def update(self, gray: np.ndarray, detected: np.ndarray | None, depth: np.ndarray | None = None
+               ) -> TrackedLandmarks | None:
+        """The refined landmarks of the next frame.
+
+        gray:     (H, W) uint8 frame.
+        detected: (L, 2) MediaPipe's landmark pixels on this frame, or None (no face found).
+        depth:    (L,) positive per-landmark depths (any unit) for the warp's z-buffer; None
+                  draws every triangle at equal depth.
+        Returns None when there is neither a face found nor a track to continue.
+        """
+        if self._previous is None:
+            if detected is None:
+                return None
+            result = TrackedLandmarks(_float32(detected), np.zeros(len(detected), bool))
+        else:
+            result = self._track(gray, detected, depth)
+        self._previous = _View(gray, result.pixels)
+        if self._reference is None:
+            self._reference = self._previous
+        return result
+
+    def lose_track(self) -> None:
+        """Forget the previous frame (no face on it): the next face found starts a new track."""
+        self._previous = None
+
+    def reject_last(self) -> None:
+        """The last frame turned out to have no usable face (the caller stores it as faceless):
+        forget it, as previous frame and, if it was the first, as reference."""
+        if self._reference is self._previous:
+            self._reference = None
+        self._previous = None
+
+    def _track(self, gray: np.ndarray, detected: np.ndarray | None, depth: np.ndarray | None) -> TrackedLandmarks:
+        previous, reference = self._previous, self._reference
+        crop = _Crop.around(previous.points, self.crop_size)
+        now = crop.cut(gray)
+        guess = crop.to_crop(detected) if detected is not None else None
+        start = crop.to_crop(previous.points)
+        if guess is not None:
+            # The previous frame drawn where MediaPipe's motion carries its landmarks (its
+            # affine part, and GUIDE_LOCAL of the rest): the flow is left with small, local
+            # motion only, whatever the head does (fast turns).
+            affine = _fit_affine(start, guess)
+            rigid = start @ affine[:, :2].T + affine[:, 2]
+            carried = rigid + GUIDE_LOCAL * (guess - rigid)
+            before = self._warp_reference(previous, crop, carried, depth)
+        else:
+            carried, before = start, crop.cut(previous.gray)
+        moved, flow_error = self._follow(before, now, carried)
+        flow_ok = flow_error <= FORWARD_BACKWARD_PX
+        moved[~flow_ok] = carried[~flow_ok]
+        warped = self._warp_reference(reference, crop, moved, depth)
+        aligned, alignment_error = self._follow(warped, now, moved)
+        trust = np.clip(1.0 - alignment_error / REFERENCE_FORWARD_BACKWARD_PX, 0.0, 1.0)
+        trust[np.linalg.norm(aligned - moved, axis=1) > MAX_CORRECTION_PX] = 0.0
+        refined = moved + REFERENCE_GAIN * trust[:, None] * (aligned - moved)
+        hidden = (~flow_ok & (trust == 0)) | _covered(warped, now, refined)
+        if guess is not None:
+            pull = MEDIAPIPE_PULL * (1.0 - trust[:, None])
+            refined += pull * (guess - refined)
+            refined[hidden] = guess[hidden]
+        return TrackedLandmarks(_float32(crop.to_frame(refined)), hidden)
+
+    def _follow(self, source: np.ndarray, target: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``points`` of ``source`` carried into ``target`` by dense flow, and how far the
+        backward flow misses them (crop pixels; infinite when carried out of the crop)."""
+        source, target = _flatten_shading(source), _flatten_shading(target)
+        forward = self._flow.calc(source, target, None)
+        backward = self._flow.calc(target, source, None)
+        moved = points + _sample(forward, points)
+        returned = moved + _sample(backward, moved)
+        size = source.shape[0]
+        inside = ((moved >= 0) & (moved <= size - 1)).all(axis=1)
+        return moved, np.where(inside, np.linalg.norm(returned - points, axis=1), np.inf)
+
+    def _warp_reference(self, reference: _View, crop: "_Crop", points: np.ndarray, depth: np.ndarray | None
+                        ) -> np.ndarray:
+        """The reference frame drawn in the current crop's geometry: along the mesh with its
+        vertices at ``points``, and by the affine map that best fits the landmarks around it
+        (so that points on the face's outline have their surroundings too)."""
+        size = crop.size
+        depth = np.ones(len(points)) if depth is None else np.asarray(depth, np.float64)
+        raster = rasterize(points, depth, self.triangles, (0, 0, size, size), attributes=reference.points)
+        affine = _fit_affine(points, reference.points).astype(np.float32)
+        grid = np.mgrid[0:size, 0:size][::-1].transpose(1, 2, 0).astype(np.float32)
+        source = np.where(raster.mask[..., None], raster.attributes, grid @ affine[:, :2].T + affine[:, 2])
+        return cv2.remap(reference.gray, source[..., 0], source[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+
+
+def _fit_affine(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(2, 3) least-squares affine map of ``source`` (N, 2) points onto ``target``."""
+    homogeneous = np.column_stack([source, np.ones(len(source))])
+    return np.linalg.lstsq(homogeneous, np.asarray(target, np.float64), rcond=None)[0].T
+
+
+def _flatten_shading(gray: np.ndarray) -> np.ndarray:
+    """Local contrast normalisation: the texture stays, smooth shading (which changes as the
+    head turns under fixed light) goes."""
+    image = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), DENOISE_SIGMA)
+    detail = image - cv2.GaussianBlur(image, (0, 0), SHADING_SIGMA)
+    spread = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), SHADING_SIGMA) + 4.0)
+    return np.clip(128 + 40 * detail / spread, 0, 255).astype(np.uint8)
+
+
+def _covered(expected: np.ndarray, seen: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points where the current crop shows something else than the (warped) reference: the
+    reference has texture there and the two correlate poorly (an occluder, a closed lid)."""
+    window = (COVER_WINDOW, COVER_WINDOW)
+    a, b = expected.astype(np.float32), seen.astype(np.float32)
+    mean_a, mean_b = cv2.blur(a, window), cv2.blur(b, window)
+    var_a = cv2.blur(a * a, window) - mean_a ** 2
+    var_b = cv2.blur(b * b, window) - mean_b ** 2
+    covariance = cv2.blur(a * b, window) - mean_a * mean_b
+    correlation = covariance / np.sqrt(np.maximum(var_a * var_b, 1e-6))
+    textured = _sample(var_a, points) > COVER_MIN_CONTRAST ** 2
+    return textured & (_sample(correlation, points) < COVER_MAX_CORRELATION)
+
+
+class _Crop:
+    """A square region of the frame scaled to ``size`` x ``size`` pixels."""
+
+    def __init__(self, origin: np.ndarray, scale: float, size: int):
+        self.origin, self.scale, self.size = origin, scale, size
+        self.matrix = np.array([[scale, 0, -scale * origin[0]], [0, scale, -scale * origin[1]]])
+
+    @classmethod
+    def around(cls, points: np.ndarray, size: int) -> "_Crop":
+        low, high = points.min(axis=0).astype(np.float64), points.max(axis=0).astype(np.float64)
+        side = float((high - low).max()) * (1 + 2 * CROP_MARGIN)
+        side = max(side, 8.0)
+        origin = (low + high) / 2 - side / 2
+        return cls(origin, size / side, size)
+
+    def cut(self, gray: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(gray, self.matrix, (self.size, self.size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def to_crop(self, pixels: np.ndarray) -> np.ndarray:
+        return (np.asarray(pixels, np.float64) - self.origin) * self.scale
+
+    def to_frame(self, pixels: np.ndarray) -> np.ndarray:
+        return pixels / self.scale + self.origin
+
+
+def _sample(field: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear samples of an (h, w[, C]) map at (N, 2) pixel positions."""
+    xy = np.asarray(points, np.float32)
+    values = cv2.remap(field, xy[:, :1], xy[:, 1:], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return values.reshape(len(xy), -1) if field.ndim == 3 else values.reshape(len(xy))
+
+
+def _float32(points: np.ndarray) -> np.ndarray:
+    return np.asarray(points, np.float32).copy()
+
+
+def to_gray(image_rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)

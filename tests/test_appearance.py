@@ -1,0 +1,176 @@
+"""The appearance stage: subpixel tracking of texture, occluders, no drift, exact resume."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from model_runtime.appearance import AppearanceTracker
+from model_runtime.capture import CaptureOptions, run_capture
+from model_runtime.capture_folder import CaptureFolder, FRAMES_DIR
+from model_runtime.errors import Cancelled
+
+SAMPLE = Path(__file__).resolve().parents[1] / "cache" / "sample"
+SIZE = 400
+
+
+def textured_image(seed: int = 0) -> np.ndarray:
+    """Skin-like texture: smoothed noise at two scales, uint8."""
+    rng = np.random.default_rng(seed)
+    fine = cv2.GaussianBlur(rng.normal(0, 1, (SIZE, SIZE)), (0, 0), 1.5)
+    coarse = cv2.GaussianBlur(rng.normal(0, 1, (SIZE, SIZE)), (0, 0), 8)
+    image = 128 + 60 * fine / fine.std() + 30 * coarse / coarse.std()
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def grid_mesh(count: int = 12, low: float = 120.0, high: float = 280.0) -> tuple[np.ndarray, np.ndarray]:
+    """A square grid of points over the image centre and its triangles."""
+    ticks = np.linspace(low, high, count)
+    points = np.stack(np.meshgrid(ticks, ticks), axis=-1).reshape(-1, 2)
+    index = np.arange(count * count).reshape(count, count)
+    a, b, c, d = index[:-1, :-1].ravel(), index[:-1, 1:].ravel(), index[1:, :-1].ravel(), index[1:, 1:].ravel()
+    return points, np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)])
+
+
+def warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    return cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def motion(t: int) -> np.ndarray:
+    """A smooth affine motion with subpixel steps: shift, small rotation and scale."""
+    matrix = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), 2.0 * np.sin(t / 9), 1.0 + 0.02 * np.sin(t / 6))
+    matrix[:, 2] += (3.3 * np.sin(t / 7), 2.7 * np.sin(t / 11))
+    return matrix
+
+
+def moved(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def landmarker(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Landmarks with a landmarker's error: smooth over the face (a random affine change of
+    about 1.5 px at its edge, as MediaPipe's pose- and crop-dependent bias) plus 0.2 px noise."""
+    centre = truth.mean(axis=0)
+    offset = (truth - centre) @ rng.normal(0, 0.015, (2, 2)) + rng.normal(0, 1.0, 2)
+    return truth + offset + rng.normal(0, 0.2, truth.shape)
+
+
+def test_a_known_warp_of_a_textured_image_is_recovered_to_subpixel_accuracy():
+    image, (points, triangles) = textured_image(), grid_mesh()
+    tracker = AppearanceTracker(triangles)
+    rng = np.random.default_rng(1)
+    errors, hidden = [], []
+    for t in range(40):
+        matrix = motion(t)
+        truth = moved(points, matrix)
+        detected = truth if t == 0 else landmarker(truth, rng)
+        result = tracker.update(warp(image, matrix), detected)
+        errors.append(np.linalg.norm(result.pixels - truth, axis=1))
+        hidden.append(result.hidden)
+    errors = np.array(errors)
+    assert np.mean(hidden) < 0.005, np.mean(hidden)
+    assert np.median(errors) < 0.1, np.median(errors)
+    assert np.percentile(errors, 99) < 0.4, np.percentile(errors, 99)
+
+
+def test_points_under_an_occluder_are_hidden_and_come_back_on_the_right_spot():
+    image, (points, triangles) = textured_image(2), grid_mesh()
+    tracker = AppearanceTracker(triangles)
+    covered_box = (150, 150, 230, 230)  # x0, y0, x1, y1 in the frame
+    hidden_under, hidden_elsewhere, errors_after = [], [], []
+    for t in range(45):
+        matrix = motion(t)
+        truth = moved(points, matrix)
+        frame = warp(image, matrix)
+        occluded = 12 <= t < 24
+        under = ((truth >= covered_box[:2]) & (truth <= covered_box[2:])).all(axis=1)
+        detected = truth.copy()
+        if occluded:
+            frame[covered_box[1]:covered_box[3], covered_box[0]:covered_box[2]] = 90
+            detected[under] += 3.0  # a landmarker guesses the covered points, and not exactly
+        result = tracker.update(frame, detected)
+        if occluded and t > 12:
+            inner = ((truth >= np.add(covered_box[:2], 10)) & (truth <= np.subtract(covered_box[2:], 10))).all(axis=1)
+            hidden_under.append(result.hidden[inner].mean())
+            far = ((truth < np.subtract(covered_box[:2], 20)) | (truth > np.add(covered_box[2:], 20))).any(axis=1)
+            hidden_elsewhere.append(result.hidden[far].mean())
+        if t >= 30:
+            errors_after.append(np.linalg.norm(result.pixels - truth, axis=1))
+            assert not result.hidden.any()
+    assert np.mean(hidden_under) > 0.75, hidden_under
+    assert np.mean(hidden_elsewhere) < 0.02, hidden_elsewhere
+    assert np.max(errors_after) < 0.3, np.max(errors_after)
+
+
+def test_a_static_face_does_not_drift_over_a_thousand_frames():
+    """The sample photo as a 1,000-frame clip with fresh sensor noise on every frame, through the
+    whole backend (Face Mesh on its crop, the appearance stage): landmarks stay put."""
+    from model_runtime.backends.mediapipe_dense import MediaPipeDenseBackend
+    from model_runtime.intrinsics import intrinsics_for
+
+    photo = cv2.cvtColor(cv2.imread(str(SAMPLE / "single_face.jpg")), cv2.COLOR_BGR2RGB)
+    intrinsics = intrinsics_for(photo.shape[1], photo.shape[0])
+    rng = np.random.default_rng(3)
+    first, drift = None, []
+    with MediaPipeDenseBackend() as backend:
+        for _ in range(1000):
+            noisy = np.clip(photo + rng.normal(0, 2.0, photo.shape), 0, 255).astype(np.uint8)
+            pixels = backend.predict(noisy, intrinsics).landmarks2d
+            first = pixels if first is None else first
+            drift.append(np.linalg.norm(pixels - first, axis=1))
+    mean_drift = np.array(drift).mean(axis=1)
+    assert mean_drift.max() < 0.2, mean_drift.max()
+    assert mean_drift[-100:].mean() < mean_drift[100:200].mean() + 0.05, "the landmarks creep away"
+    assert np.median(drift[-100:]) < 0.2, np.median(drift[-100:])
+
+
+def frame_arrays(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    arrays = {}
+    for path in sorted((folder / FRAMES_DIR).glob("*.npz")):
+        with np.load(path) as data:
+            arrays[path.name] = {key: data[key] for key in data.files}
+    return arrays
+
+
+def test_a_resumed_capture_equals_an_uninterrupted_one(tmp_path):
+    clip = SAMPLE / "single_face.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} is missing: run `make sample`")
+    run_capture(clip, tmp_path / "whole", CaptureOptions())
+    calls = {"count": 0}
+
+    def cancel_after_30() -> bool:
+        calls["count"] += 1
+        return calls["count"] > 30
+
+    with pytest.raises(Cancelled):
+        run_capture(clip, tmp_path / "resumed", CaptureOptions(), should_cancel=cancel_after_30)
+    interrupted = len(CaptureFolder(tmp_path / "resumed").finished_indices())
+    assert 0 < interrupted < 72
+    summary = run_capture(clip, tmp_path / "resumed", CaptureOptions())
+    assert summary.computed == 72 - interrupted
+
+    whole, resumed = frame_arrays(tmp_path / "whole"), frame_arrays(tmp_path / "resumed")
+    assert whole.keys() == resumed.keys() and len(whole) == 72
+    for name, arrays in whole.items():
+        assert arrays.keys() == resumed[name].keys(), name
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(resumed[name][key], value, err_msg=f"{name} {key}")
+
+
+def test_a_folder_of_frames_is_tracked_as_a_sequence(tmp_path):
+    clip = SAMPLE / "single_face.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} is missing: run `make sample`")
+    from model_runtime.frames import open_source
+
+    frames = tmp_path / "plate"
+    frames.mkdir()
+    with open_source(clip) as source:
+        for frame in source.frames(0, 3):
+            cv2.imwrite(str(frames / f"plate.{frame.index:04d}.png"), cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+    run_capture(frames, tmp_path / "capture", CaptureOptions())
+    backend = CaptureFolder(tmp_path / "capture").manifest["backend"]
+    assert backend["static_images"] is False and backend["appearance"] is True
