@@ -284,7 +284,7 @@ def summary_markdown(results, truth, methods, scores, speed_ms: float) -> str:
                      f"{blinks['found']}/{blinks['rendered']}", blinks["invented"]])
     frames = sum(len(r.truth) for r in results)
     text = (f"Two rendered ICT clips ({len(results)} x {frames // len(results)} frames, designed weights: "
-            f"`model_runtime/bench/bench_expressions.py`), captured with the default backend. The expressive set "
+            f"`bench/expression_curves.py`), captured with the default backend. The expressive set "
             f"is {len(expressive)} curves; a curve passes with r >= {THRESHOLDS['r']} and MAE <= {THRESHOLDS['mae']}. "
             f"Blinks: runs above {BLINK_LEVEL}, found / rendered, and invented.\n\n")
     table = markdown_table(["method", "mean r", "worst r", "mean MAE", "worst MAE", "curves passing", "blinks found",
@@ -347,7 +347,7 @@ def plot_sample(curves: dict[str, np.ndarray], path: Path) -> Path:
     return path
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="model_runtime.bench.bench_expressions", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench.expression_curves", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "expressions", help="report folder")
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, default=384)

@@ -1,16 +1,17 @@
-"""The "Face Anything" sidebar tab of the 3D Viewport, and the preferences' layout.
+"""The "Face Anything" sidebar tab of the 3D Viewport: the capture panel and its sub-panels.
 
 The panel is laid out in the order of the work: footage, frames, backend, camera, mesh,
 animation, smoothing, points, then one Capture button and the job's progress or outcome; a
 closed sub-panel drives a rig from the capture (rig.py), another converts the face between point
-cache and shape keys (scene_operators.py). Drawing only reads properties and the capture's job
+cache and shape keys (scene_operators.py), another drives a character's shape keys and bones
+with the ARKit-52 curves (expressions.py). Drawing only reads properties and the capture's job
 state; it never starts or waits for anything.
 """
 from __future__ import annotations
 
 import bpy
 
-from . import capture_job, rig, scene_operators
+from . import capture_job, expressions, rig, scene_operators
 from .drawing import draw_error, draw_wrapped
 from .props import panel_options, schema
 
@@ -88,6 +89,18 @@ class FACEANYTHING_PT_face_animation(bpy.types.Panel):
         scene_operators.draw_conversion_section(self.layout, context)
 
 
+class FACEANYTHING_PT_expressions(bpy.types.Panel):
+    bl_label = "Expressions (ARKit)"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Face Anything"
+    bl_parent_id = "FACEANYTHING_PT_capture"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        expressions.draw_expressions_section(self.layout, context)
+
+
 def draw_options(layout, settings) -> None:
     box = layout.box()
     box.label(text="Footage", icon="FILE_MOVIE")
@@ -130,4 +143,4 @@ def draw_job(layout, context, settings, running: bool) -> None:
         draw_error(column, context, settings.last_error, settings.last_hint, settings.last_log.splitlines())
 
 
-classes = (FACEANYTHING_PT_capture, FACEANYTHING_PT_rig, FACEANYTHING_PT_face_animation)
+classes = (FACEANYTHING_PT_capture, FACEANYTHING_PT_rig, FACEANYTHING_PT_expressions, FACEANYTHING_PT_face_animation)
