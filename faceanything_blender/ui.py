@@ -65,40 +65,32 @@ class FACEANYTHING_PT_capture(bpy.types.Panel):
         draw_job(layout, context, settings, running)
 
 
-class FACEANYTHING_PT_rig(bpy.types.Panel):
+class SubPanel:
+    """A closed sub-panel of the capture panel that draws one section."""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Face Anything"
+    bl_parent_id = "FACEANYTHING_PT_capture"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        self.section(self.layout, context)
+
+
+class FACEANYTHING_PT_rig(SubPanel, bpy.types.Panel):
     bl_label = "Rig"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Face Anything"
-    bl_parent_id = "FACEANYTHING_PT_capture"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        rig.draw_rig_section(self.layout, context)
+    section = staticmethod(rig.draw_rig_section)
 
 
-class FACEANYTHING_PT_face_animation(bpy.types.Panel):
-    bl_label = "Face Animation"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Face Anything"
-    bl_parent_id = "FACEANYTHING_PT_capture"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        scene_operators.draw_conversion_section(self.layout, context)
-
-
-class FACEANYTHING_PT_expressions(bpy.types.Panel):
+class FACEANYTHING_PT_expressions(SubPanel, bpy.types.Panel):
     bl_label = "Expressions (ARKit)"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Face Anything"
-    bl_parent_id = "FACEANYTHING_PT_capture"
-    bl_options = {"DEFAULT_CLOSED"}
+    section = staticmethod(expressions.draw_expressions_section)
 
-    def draw(self, context):
-        expressions.draw_expressions_section(self.layout, context)
+
+class FACEANYTHING_PT_face_animation(SubPanel, bpy.types.Panel):
+    bl_label = "Face Animation"
+    section = staticmethod(scene_operators.draw_conversion_section)
 
 
 def draw_options(layout, settings) -> None:
