@@ -74,8 +74,10 @@ class SubPanel:
     bl_parent_id = "FACEANYTHING_PT_capture"
     bl_options = {"DEFAULT_CLOSED"}
 
-    def draw(self, context):
-        self.section(self.layout, context)
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        section = cls.section  # the section's draw function: draw(layout, context)
+        cls.draw = lambda panel, context: section(panel.layout, context)
 
 
 class FACEANYTHING_PT_rig(SubPanel, bpy.types.Panel):
