@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 from pathlib import Path
 
@@ -129,3 +130,24 @@ def test_a_new_capture_of_the_same_footage_replaces_the_old_and_keeps_the_rig_bo
     assert not [obj.name for obj in bpy.data.objects if obj.name.startswith("FA_chin.")]
     bound = armature.pose.bones["jaw"].constraints["FA Copy Location"].target
     assert bound is not None and bound.name == "FA_chin" and bound.users_collection
+
+
+def test_a_stale_cache_folder_is_replaced_and_a_matching_one_resumed(addon, scene, real_settings):
+    """The extension owns its cache: a folder left by other settings (an older runtime's defaults) is
+    replaced, never refused; a folder of the same capture is resumed, its finished frames kept."""
+    capture_frames(real_settings, 1, 4)
+    pump_until_done(addon.capture_job)
+    assert real_settings.status == "DONE", real_settings.last_error
+    capture_dir = Path(real_settings.capture_dir)
+    kept = (capture_dir / "frames" / "000000.npz").stat().st_mtime_ns
+    capture_frames(real_settings, 1, 4)
+    pump_until_done(addon.capture_job)
+    assert real_settings.status == "DONE" and (capture_dir / "frames" / "000000.npz").stat().st_mtime_ns == kept
+
+    manifest = json.loads((capture_dir / "manifest.json").read_text())
+    manifest["settings_hash"], manifest["settings"]["appearance"] = "0" * 16, "an older default"
+    (capture_dir / "manifest.json").write_text(json.dumps(manifest))
+    capture_frames(real_settings, 1, 4)
+    pump_until_done(addon.capture_job)
+    assert real_settings.status == "DONE", real_settings.last_error
+    assert json.loads((capture_dir / "manifest.json").read_text())["settings_hash"] != "0" * 16
