@@ -15,6 +15,7 @@ Frame numbers follow one convention, stated in `frame_numbers.py`: the footage's
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import json
@@ -329,7 +330,7 @@ def options_for(*stages: str) -> tuple[Option, ...]:
 def check_value(option: Option, value):
     """One value, parsed from a CLI string or a request's JSON value and validated."""
     if value is None:
-        return option.default
+        return copy.copy(option.default)  # a fresh list or dict: a caller may change it
     if option.kind == CHOICE:
         value = value.lower() if isinstance(value, str) else value
         if value not in option.choices:
