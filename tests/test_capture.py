@@ -1,6 +1,7 @@
 """The capture job on real footage: resumable, refuses the wrong folder, never a partial frame."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -159,3 +160,97 @@ def test_frame_files_are_small_and_exact_enough(grid_clip, tmp_path):
     stored = maps.depth[rows, cols][inside]
     assert np.median(np.abs(stored - maps.landmarks3d[inside, 2])) < 0.003
     assert json.loads((folder.path / "manifest.json").read_text())["format"] == "faceanything-capture"
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "model_runtime", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, **kwargs)
+
+
+def test_a_damaged_frame_file_is_named_and_computed_again(tmp_path):
+    clip, options = sample_file("single_face.mp4"), CaptureOptions(frames="0:5")
+    run_capture(clip, tmp_path / "cap", options)
+    damaged = frame_path(tmp_path / "cap", 2)
+    whole = np.load(damaged)["landmarks2d"]
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    warnings = []
+    summary = run_capture(clip, tmp_path / "cap", options, warn=lambda frame, code, text: warnings.append((frame, code, text)))
+    assert [(frame, code) for frame, code, _ in warnings] == [(2, "damaged_frame")]
+    number = CaptureFolder(tmp_path / "cap").frame_numbers[2]  # the footage's own number, as the user sees it
+    assert f"frame {number} ({damaged})" in warnings[0][2]
+    assert summary.computed >= 1 and CaptureFolder(tmp_path / "cap").is_complete()
+    np.testing.assert_array_equal(CaptureFolder(tmp_path / "cap").frame(2).landmarks2d, whole)
+
+
+def test_a_second_capture_into_the_same_folder_is_refused_naming_the_first(tmp_path):
+    capture_dir = tmp_path / "cap"
+    first = subprocess.Popen([sys.executable, "-m", "model_runtime", "capture", str(sample_file("single_face.mp4")),
+                              "-o", str(capture_dir)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((capture_dir / "frames").glob("*.npz")):
+            time.sleep(0.02)
+        started = time.monotonic()
+        second = run_cli("capture", sample_file("single_face.mp4"), "-o", capture_dir)
+        assert first.poll() is None, "the first capture ended before the second started"
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"process {first.pid}" in second.stderr and "another capture" in second.stderr
+        assert time.monotonic() - started < 10
+        assert first.wait(timeout=120) == 0, first.communicate()[1]
+    finally:
+        first.kill()
+    folder = CaptureFolder(capture_dir)
+    assert folder.is_complete() and folder.damaged_indices() == []
+
+
+def test_files_follow_the_umask(tmp_path):
+    from model_runtime.reconstruct import ReconstructOptions, reconstruct
+
+    previous = os.umask(0o002)
+    try:
+        run_capture(sample_file("single_face.mp4"), tmp_path / "cap", CaptureOptions(frames="0:2"))
+        reconstruct(tmp_path / "cap", ReconstructOptions(density="low"))
+    finally:
+        os.umask(previous)
+    mode = lambda path: path.stat().st_mode & 0o777  # noqa: E731
+    capture = tmp_path / "cap"
+    assert {mode(path) for path in [capture / "manifest.json", *capture.glob("frames/*.npz")]} == {0o664}
+    assert mode(capture / "frames") == mode(capture / "reconstruction") == 0o775
+    assert {mode(path) for path in (capture / "reconstruction").iterdir()} == {0o664}
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """Make `folder` and everything in it unwritable: immutable for root (who ignores
+    permissions), without write permission for anyone else."""
+    paths = [folder, *folder.rglob("*")]
+    if os.geteuid() == 0:
+        if not shutil.which("chattr") or subprocess.run(["chattr", "-R", "+i", str(folder)]).returncode:
+            pytest.skip("needs chattr +i to make a folder read-only for root")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-R", "-i", str(folder)], check=True)
+        return
+    modes = {path: path.stat().st_mode for path in paths}
+    for path in reversed(paths):
+        path.chmod(modes[path] & ~0o222)
+    try:
+        yield
+    finally:
+        for path, path_mode in modes.items():
+            path.chmod(path_mode)
+
+
+def test_a_capture_folder_that_cannot_be_written_is_named_on_resume_and_on_reconstruct(tmp_path):
+    clip, capture_dir = sample_file("single_face.mp4"), tmp_path / "cap"
+    run_capture(clip, capture_dir, CaptureOptions(frames="0:3"))
+    shutil.copytree(capture_dir, tmp_path / "unfinished")
+    frame_path(tmp_path / "unfinished", 2).unlink()
+    with read_only(capture_dir), read_only(tmp_path / "unfinished"):
+        resume = run_cli("capture", clip, "-o", tmp_path / "unfinished", "--frames", "0:3")
+        reconstruction = run_cli("reconstruct", capture_dir)
+    for result, folder in ((resume, tmp_path / "unfinished"), (reconstruction, capture_dir)):
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"cannot write {folder}" in result.stderr and "hint:" in result.stderr
