@@ -33,6 +33,13 @@ def first_grid_frames(count: int) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for _, frame in zip(range(count), container.decode(video=0))]
 
 
+@pytest.fixture
+def face_clip() -> Path:
+    """Real face footage every checkout has after `make sample`: the 72-frame sample clip
+    (640x360, 30 fps, frames numbered 1 to 72)."""
+    return sample_file("single_face.mp4")
+
+
 def sample_file(name: str) -> Path:
     path = SAMPLE / name
     if not path.is_file():

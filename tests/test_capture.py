@@ -34,44 +34,44 @@ def test_grid_clip_has_a_face_in_every_frame(grid_clip, tmp_path):
     assert 0.2 < float(np.median(maps.depth[maps.mask])) < 3.0
 
 
-def test_frame_range_and_step(grid_clip, tmp_path):
-    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="11:30:5"))
+def test_frame_range_and_step(face_clip, tmp_path):
+    run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="11:30:5"))
     manifest = CaptureFolder(tmp_path / "cap").manifest
     assert manifest["frames"]["numbers"] == [11, 16, 21, 26]  # footage numbers, both ends included
     assert manifest["frames"]["source_indices"] == [10, 15, 20, 25]
     assert CaptureFolder(tmp_path / "cap").finished_indices() == [0, 1, 2, 3]
 
 
-def test_cancel_keeps_finished_frames_and_resume_computes_only_the_rest(grid_clip, tmp_path):
+def test_cancel_keeps_finished_frames_and_resume_computes_only_the_rest(face_clip, tmp_path):
     seen = []
     with pytest.raises(Cancelled):
-        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="1:20"),
+        run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="1:20"),
                     progress=lambda done, total: seen.append(done), should_cancel=lambda: len(seen) >= 8)
     finished = CaptureFolder(tmp_path / "cap").finished_indices()
     assert 8 <= len(finished) < 20
-    summary = run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="1:20"))
+    summary = run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="1:20"))
     assert summary.computed == 20 - len(finished)
     assert CaptureFolder(tmp_path / "cap").is_complete()
-    assert run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="1:20")).computed == 0
+    assert run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="1:20")).computed == 0
 
 
-def test_other_settings_or_footage_are_refused_unless_overwritten(grid_clip, tmp_path):
-    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:3"))
+def test_other_settings_or_footage_are_refused_unless_overwritten(face_clip, tmp_path):
+    run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="0:3"))
     with pytest.raises(CaptureFolderError, match="other settings.*focal"):
-        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:3", focal="50mm"))
-    other = shutil.copy(sample_file("single_face.mp4"), tmp_path / "other.mp4")
+        run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="0:3", focal="50mm"))
+    other = shutil.copy(face_clip, tmp_path / "other.mp4")
     with pytest.raises(CaptureFolderError, match="other footage"):
         run_capture(other, tmp_path / "cap", CaptureOptions(frames="0:3"))
-    summary = run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:3", focal="50mm", overwrite=True))
+    summary = run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="0:3", focal="50mm", overwrite=True))
     assert summary.computed == 3
     assert CaptureFolder(tmp_path / "cap").manifest["focal"] == "50mm"
 
 
-def test_focal_sets_the_intrinsics(grid_clip, tmp_path):
-    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:1", focal="900px"))
+def test_focal_sets_the_intrinsics(face_clip, tmp_path):
+    run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="0:1", focal="900px"))
     intrinsics = np.array(CaptureFolder(tmp_path / "cap").manifest["intrinsics"])
     assert intrinsics[0, 0] == pytest.approx(900) and intrinsics[1, 1] == pytest.approx(900)
-    assert intrinsics[0, 2] == pytest.approx((360 - 1) / 2)
+    assert intrinsics[0, 2] == pytest.approx((640 - 1) / 2)
 
 
 def test_sample_clip_has_a_face_in_every_frame(tmp_path):
@@ -102,10 +102,10 @@ def test_several_faces_take_the_largest(tmp_path):
     assert maps.mask.sum() > 0
 
 
-def test_non_ascii_paths_with_spaces(grid_clip, tmp_path):
+def test_non_ascii_paths_with_spaces(face_clip, tmp_path):
     folder = tmp_path / "prise de vue é 日本"
     folder.mkdir()
-    clip = shutil.copy(grid_clip, folder / "clip ü.mpg")
+    clip = shutil.copy(face_clip, folder / "clip ü.mp4")
     summary = run_capture(clip, folder / "capture ø", CaptureOptions(frames="0:2"))
     assert summary.frames_with_face == 2
 
@@ -115,23 +115,23 @@ def test_missing_input_names_the_path(tmp_path):
         run_capture(tmp_path / "nope.mp4", tmp_path / "cap")
 
 
-def test_range_outside_the_clip_says_what_is_valid(grid_clip, tmp_path):
-    with pytest.raises(InputError, match="numbered 1 to 75") as raised:
-        run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="80:90"))
-    assert "--frames 1:75" in raised.value.hint
+def test_range_outside_the_clip_says_what_is_valid(face_clip, tmp_path):
+    with pytest.raises(InputError, match="numbered 1 to 72") as raised:
+        run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="80:90"))
+    assert "--frames 1:72" in raised.value.hint
 
 
-def test_unwritable_output_folder(grid_clip, tmp_path):
+def test_unwritable_output_folder(face_clip, tmp_path):
     blocker = tmp_path / "a file"
     blocker.write_text("not a folder")
     with pytest.raises(CaptureFolderError, match="cannot write the capture folder"):
-        run_capture(grid_clip, blocker / "cap", CaptureOptions(frames="0:2"))
+        run_capture(face_clip, blocker / "cap", CaptureOptions(frames="0:2"))
 
 
-def test_a_killed_capture_leaves_only_whole_frames_and_resumes(grid_clip, tmp_path):
+def test_a_killed_capture_leaves_only_whole_frames_and_resumes(face_clip, tmp_path):
     capture_dir = tmp_path / "cap"
     process = subprocess.Popen(
-        [sys.executable, "-m", "model_runtime", "capture", str(grid_clip), "-o", str(capture_dir)],
+        [sys.executable, "-m", "model_runtime", "capture", str(face_clip), "-o", str(capture_dir)],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
@@ -141,15 +141,15 @@ def test_a_killed_capture_leaves_only_whole_frames_and_resumes(grid_clip, tmp_pa
     process.wait()
     folder = CaptureFolder(capture_dir)
     finished = folder.finished_indices()
-    assert 10 <= len(finished) < 75
+    assert 10 <= len(finished) < 72
     for index in finished:
         folder.frame(index)  # every frame file on disk is whole
-    assert run_capture(grid_clip, capture_dir).computed == 75 - len(finished)
-    assert sorted(p.suffix for p in (capture_dir / "frames").iterdir()) == [".npz"] * 75
+    assert run_capture(face_clip, capture_dir).computed == 72 - len(finished)
+    assert sorted(p.suffix for p in (capture_dir / "frames").iterdir()) == [".npz"] * 72
 
 
-def test_frame_files_are_small_and_exact_enough(grid_clip, tmp_path):
-    run_capture(grid_clip, tmp_path / "cap", CaptureOptions(frames="0:1"))
+def test_frame_files_are_small_and_exact_enough(face_clip, tmp_path):
+    run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="0:1"))
     folder = CaptureFolder(tmp_path / "cap")
     assert os.path.getsize(frame_path(folder.path, 0)) < 400_000
     maps = folder.frame(0)

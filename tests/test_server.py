@@ -77,8 +77,8 @@ def test_ready_then_health_lists_backends_and_devices(runtime):
     assert health["packages"]["mediapipe"] == "0.10.14"
 
 
-def test_capture_streams_started_progress_finished(runtime, grid_clip, tmp_path):
-    runtime.send("capture", "c1", input=str(grid_clip), output=str(tmp_path / "cap"), frames="0:12")
+def test_capture_streams_started_progress_finished(runtime, face_clip, tmp_path):
+    runtime.send("capture", "c1", input=str(face_clip), output=str(tmp_path / "cap"), frames="0:12")
     finished, seen = runtime.until("finished", "error")
     assert finished["event"] == "finished", finished
     kinds = [m["event"] for m in seen]
@@ -89,9 +89,9 @@ def test_capture_streams_started_progress_finished(runtime, grid_clip, tmp_path)
     assert finished["summary"]["frames_with_face"] == 12
 
 
-def test_capture_and_reconstruct_in_one_request(runtime, grid_clip, tmp_path):
+def test_capture_and_reconstruct_in_one_request(runtime, face_clip, tmp_path):
     output = tmp_path / "cap"
-    runtime.send("capture_reconstruct", "r1", input=str(grid_clip), output=str(output), frames="0:24", density="low")
+    runtime.send("capture_reconstruct", "r1", input=str(face_clip), output=str(output), frames="0:24", density="low")
     started = []
     while True:
         message, seen = runtime.until("started", "finished", "error")
@@ -106,22 +106,22 @@ def test_capture_and_reconstruct_in_one_request(runtime, grid_clip, tmp_path):
     np.testing.assert_array_equal(served.vertices, here.vertices)
 
 
-def test_cancel_stops_within_a_frame_and_leaves_a_resumable_capture(runtime, grid_clip, tmp_path):
+def test_cancel_stops_within_a_frame_and_leaves_a_resumable_capture(runtime, face_clip, tmp_path):
     frames_dir = tmp_path / "cap" / "frames"
-    runtime.send("capture", "c1", input=str(grid_clip), output=str(tmp_path / "cap"))
+    runtime.send("capture", "c1", input=str(face_clip), output=str(tmp_path / "cap"))
     runtime.until("progress")
     written_before_cancel = len(list(frames_dir.glob("*.npz")))
     runtime.send("cancel", "x")
     cancelled, _ = runtime.until("cancelled", "finished")
     assert cancelled["event"] == "cancelled"
     finished = CaptureFolder(tmp_path / "cap").finished_indices()
-    assert 0 < len(finished) < 75
+    assert 0 < len(finished) < 72
     # The frame being predicted and the one being written may finish; nothing after them.
     assert len(finished) - written_before_cancel <= 3
-    runtime.send("capture", "c2", input=str(grid_clip), output=str(tmp_path / "cap"))
+    runtime.send("capture", "c2", input=str(face_clip), output=str(tmp_path / "cap"))
     resumed, _ = runtime.until("finished", "error")
     assert resumed["event"] == "finished", resumed
-    assert resumed["summary"]["computed"] == 75 - len(finished)
+    assert resumed["summary"]["computed"] == 72 - len(finished)
 
 
 def test_bad_input_is_an_error_event_with_a_hint(runtime, tmp_path):
@@ -211,8 +211,8 @@ def test_cli_capture_shows_only_the_projects_messages_and_logs_native_output(tmp
     assert verbose.returncode == 0 and "TensorFlow Lite" in verbose.stderr
 
 
-def test_cli_capture_prints_a_summary_line(grid_clip, tmp_path):
-    result = run_cli("capture", str(grid_clip), "-o", str(tmp_path / "cap"), "--frames", "0:5")
+def test_cli_capture_prints_a_summary_line(face_clip, tmp_path):
+    result = run_cli("capture", str(face_clip), "-o", str(tmp_path / "cap"), "--frames", "0:5")
     assert result.returncode == 0, result.stderr
     assert "5 frames, 5 with a face" in result.stdout
 
