@@ -48,9 +48,11 @@ test: runtime blender sample
 demo: runtime blender sample
 	$(BL) -m faceanything_blender capture $(SAMPLE) -o demo/demo.blend --preview demo/preview.png --cache-dir cache/captures
 
-bench: runtime blender
+bench: runtime blender sample
 	$(RT) -m bench
 	$(BL) -m bench.scene
+	$(RT) -m bench.expression_curves
+	$(RT) -m bench.appearance_ab --real $(SAMPLE) > bench/appearance-table.md
 
 extension: blender
 	$(BL) -m faceanything_blender.packaging --output-dir build

@@ -160,11 +160,14 @@ def _render(style: str, seed: int, settings: Settings, folder: Path, cache: Path
 # ----------------------------------------------------------------------------- the pipeline
 
 
-def capture(source: Path, folder: Path, backend: str, focal_px: float | None) -> tuple[CaptureFolder, float]:
-    """A fresh capture of `source`; returns it and the seconds it took."""
+def capture(source: Path, folder: Path, backend: str, focal_px: float | None,
+            appearance: bool = True) -> tuple[CaptureFolder, float]:
+    """A fresh capture of `source` (`appearance` False: MediaPipe's landmarks as they are, the
+    baseline); returns it and the seconds it took."""
     from model_runtime.capture import CaptureOptions, run_capture
 
     options = CaptureOptions(focal=f"{focal_px:g}px" if focal_px else None, backend=backend, overwrite=True,
+                             appearance=appearance,
                              checkpoint=os.environ.get(FACEANYTHING_ENV) if backend == "faceanything" else None)
     started = time.perf_counter()
     run_capture(source, folder, options)
@@ -178,7 +181,8 @@ def reconstruct_seeds(capture_folder: CaptureFolder, seeds: np.ndarray, smooth: 
     from model_runtime.reconstruct import PointRequest, ReconstructOptions, reconstruct
 
     names = [f"seed_{i:04d}" for i in range(len(seeds))]
-    requests = [PointRequest(name=name, pixel=(0, float(x), float(y))) for name, (x, y) in zip(names, seeds)]
+    first = capture_folder.frame_numbers[0]  # seeds are picked on the first captured frame
+    requests = [PointRequest(name=name, pixel=(first, float(x), float(y))) for name, (x, y) in zip(names, seeds)]
     mesh = "template" if capture_folder.canonical_space == CANONICAL_SPACE_ID else "dense"
     started = time.perf_counter()
     reconstruct(capture_folder.path, ReconstructOptions(mesh=mesh, points=requests, smooth="on" if smooth else "off"))
@@ -389,10 +393,11 @@ def _run_pipeline(rendered: RenderedSequence, backend: str, settings: Settings, 
     mediapipe_capture, seconds = capture(rendered.folder / "frames", workdir / "mediapipe", "mediapipe", spec.focal_px)
     timings["capture (mediapipe)"] = (frames, seconds)
     captured = mediapipe_capture
+    raw_capture, _ = capture(rendered.folder / "frames", workdir / "raw", "mediapipe", spec.focal_px, appearance=False)
     if backend != "mediapipe":
         captured, seconds = capture(rendered.folder / "frames", workdir / backend, backend, spec.focal_px)
         timings[f"capture ({backend})"] = (frames, seconds)
-    lm_pixels, lm_positions = landmarks(mediapipe_capture)
+    lm_pixels, lm_positions = landmarks(raw_capture)
     truth0 = rendered.ground_truth(0)
     seeds = _place_seeds(truth0, [captured, mediapipe_capture], lm_pixels[0], settings.seed_points, spec)
     truth_positions, truth_pixels, visible = rendered.surface_tracks(
@@ -455,7 +460,7 @@ def _mesh_results(rendered: RenderedSequence, backend: str, run: _Run) -> dict:
 def evaluate_grid_clip(clip: Path, seed_points: int, workdir: Path) -> JitterResult:
     """Jitter of the seeds' tracks on a real static-camera clip: raw landmarks, ours before and after smoothing."""
     captured, _ = capture(clip, workdir / "grid", "mediapipe", None)
-    lm_pixels, lm_positions = landmarks(captured)
+    lm_pixels, lm_positions = landmarks(capture(clip, workdir / "grid-raw", "mediapipe", None, appearance=False)[0])
     first = captured.frame(0).full()
     if not (first.has_face and np.isfinite(lm_pixels[0]).all()):
         raise RuntimeError(f"{clip.name}: no face found on frame 0")

@@ -142,12 +142,15 @@ def measure_observed_basis() -> np.ndarray:
     from model_runtime.capture import CaptureOptions, run_capture
     from model_runtime.reconstruct import ReconstructOptions, reconstruct
     from model_runtime.reconstruction_format import load_reconstruction, reconstruction_dir
-    from .solver import to_head_frame
+    from model_runtime.expressions.solver import to_head_frame
 
     spec, ict_names = observed_spec()
     folder = CACHE / "basis" / f"observed-{spec.fingerprint()}"
     if not (folder / "done.json").is_file():
-        _render(spec, folder)
+        from bench.expression_curves import render_spec
+
+        print(f"rendering the {spec.frame_count} measuring frames...", flush=True)
+        render_spec(spec, folder, OBSERVED_SAMPLES)
     capture_dir = folder / "capture"
     run_capture(folder / "frames", capture_dir, CaptureOptions(focal=f"{spec.focal_px:g}px", overwrite=True))
     reconstruct(capture_dir, ReconstructOptions(smooth="off"))
@@ -166,27 +169,6 @@ def _arkit_name(ict_name: str) -> str:
     if arkit is None:  # browInnerUp_L / cheekPuff_R: halves of one ARKit shape
         arkit = next(n for n in ARKIT_NAMES if key.startswith(normalise_name(n)))
     return arkit
-
-
-def _render(spec, folder: Path) -> None:
-    import os
-    import subprocess
-
-    from bench.paths import CACHE, REPO
-
-    blender_python = REPO / ".venv-blender" / "bin" / "python"
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "spec-request.npz", **spec.to_arrays())
-    script = ("import sys, numpy as np\n"
-              "from bench.render_gt import render_sequence\n"
-              "from bench.sequences import SequenceSpec, load_face_model\n"
-              "with np.load(sys.argv[1]) as data:\n"
-              "    spec = SequenceSpec.from_arrays({k: data[k] for k in data.files})\n"
-              "render_sequence(spec, load_face_model(), sys.argv[2], int(sys.argv[3]))\n")
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(CACHE / "blender-user"))
-    print(f"rendering the {spec.frame_count} measuring frames...", flush=True)
-    subprocess.run([str(blender_python), "-c", script, str(folder / "spec-request.npz"), str(folder),
-                    str(OBSERVED_SAMPLES)], cwd=REPO, env=env, check=True)
 
 
 def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -119,6 +119,13 @@ def rendered_clip(design: str, seed: int, frame_count: int, image_size: int, sam
     done = folder / "done.json"
     if done.is_file() and json.loads(done.read_text())["fingerprint"] == spec.fingerprint():
         return folder, spec
+    print(f"rendering expression clip {design} ({frame_count} frames, {image_size} px)...", flush=True)
+    render_spec(spec, folder, samples, cache)
+    return folder, spec
+
+
+def render_spec(spec, folder: Path, samples: int, cache: Path = CACHE) -> None:
+    """Render `spec` into `folder` (render_gt.py layout) with Blender's Python, in its own process."""
     if not BLENDER_PYTHON.is_file():
         raise RuntimeError(f"{BLENDER_PYTHON} is missing: run `make blender` to set up Blender's Python (bpy)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -131,12 +138,10 @@ def rendered_clip(design: str, seed: int, frame_count: int, image_size: int, sam
               "    spec = SequenceSpec.from_arrays({k: data[k] for k in data.files})\n"
               "render_sequence(spec, load_face_model(), sys.argv[2], int(sys.argv[3]))\n")
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(cache / "blender-user"))
-    print(f"rendering expression clip {design} ({frame_count} frames, {image_size} px)...", flush=True)
     result = subprocess.run([str(BLENDER_PYTHON), "-c", script, str(request), str(folder), str(samples)],
                             cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"rendering expression clip {design} failed:\n{result.stderr[-3000:]}")
-    return folder, spec
+        raise RuntimeError(f"rendering {folder.name} failed:\n{result.stderr[-3000:]}")
 
 
 # ----------------------------------------------------------------------------- solving
@@ -284,7 +289,7 @@ def summary_markdown(results, truth, methods, scores, speed_ms: float) -> str:
                      f"{blinks['found']}/{blinks['rendered']}", blinks["invented"]])
     frames = sum(len(r.truth) for r in results)
     text = (f"Two rendered ICT clips ({len(results)} x {frames // len(results)} frames, designed weights: "
-            f"`model_runtime/bench/bench_expressions.py`), captured with the default backend. The expressive set "
+            f"`bench/expression_curves.py`), captured with the default backend. The expressive set "
             f"is {len(expressive)} curves; a curve passes with r >= {THRESHOLDS['r']} and MAE <= {THRESHOLDS['mae']}. "
             f"Blinks: runs above {BLINK_LEVEL}, found / rendered, and invented.\n\n")
     table = markdown_table(["method", "mean r", "worst r", "mean MAE", "worst MAE", "curves passing", "blinks found",
@@ -347,7 +352,7 @@ def plot_sample(curves: dict[str, np.ndarray], path: Path) -> Path:
     return path
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="model_runtime.bench.bench_expressions", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench.expression_curves", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "expressions", help="report folder")
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, default=384)

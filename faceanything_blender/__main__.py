@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 import traceback
@@ -86,6 +87,34 @@ def configure(context, addon, args: argparse.Namespace, values: dict) -> dict:
     return extra
 
 
+class OutputGuard:
+    """Keeps the file at `output` as it was unless the capture finishes (set `finished`).
+
+    The file there is moved aside on entry. A finished capture keeps it as ``.blend1``, as
+    Blender's own save does; anything else (an error, Ctrl-C, a crash in Python) puts it back, or
+    removes the file the capture started when there was none.
+    """
+
+    def __init__(self, output: Path):
+        self.output = output
+        self.aside = output.with_name(f".{output.name}.faceanything-before")
+        self.finished = False
+
+    def __enter__(self) -> OutputGuard:
+        if self.output.exists():
+            os.replace(self.output, self.aside)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.finished:
+            if self.aside.exists():
+                os.replace(self.aside, self.output.with_suffix(".blend1"))
+        elif self.aside.exists():
+            os.replace(self.aside, self.output)
+        else:
+            self.output.unlink(missing_ok=True)
+
+
 def follow_capture(addon, settings) -> None:
     """Pump the capture timer until the job ends, printing progress; Ctrl-C cancels and keeps frames."""
     last_line, last_print = "", 0.0
@@ -134,7 +163,9 @@ def run_capture(args: argparse.Namespace) -> int:
         raise CliError(str(exc), "Run `make blender` and check that the checkout is complete.") from exc
     timings["enable the add-on"] = time.perf_counter() - started
     try:
-        return capture_and_save(bpy, importlib.import_module(package), package, args, values, output, timings)
+        with OutputGuard(output) as guard:
+            guard.finished = capture_and_save(bpy, importlib.import_module(package), package, args, values, output, timings) == 0
+        return 0 if guard.finished else 130
     finally:
         disable_checkout(package)
 
@@ -143,7 +174,9 @@ def capture_and_save(bpy, addon, package: str, args, values: dict, output: Path,
     context = bpy.context
     extra = configure(context, addon, args, values)
     settings = context.scene.faceanything
-    # Saved first, so that relative paths and the point cache can live next to the .blend.
+    # Saved first, so that relative paths and the point cache can live next to the .blend; the
+    # OutputGuard puts back what was there if the capture does not finish.
+    context.preferences.filepaths.save_version = 0
     bpy.ops.wm.save_as_mainfile(filepath=str(output))
     try:
         addon.capture_job.start_capture(context, extra)
@@ -165,8 +198,6 @@ def capture_and_save(bpy, addon, package: str, args, values: dict, output: Path,
         print(f"{settings.warning_count} warning(s), the last: {settings.last_warning}", flush=True)
 
     started = time.perf_counter()
-    # This save overwrites the one made before the capture: no .blend1 backup of that.
-    context.preferences.filepaths.save_version = 0
     bpy.ops.wm.save_as_mainfile(filepath=str(output))
     timings["save the .blend"] = time.perf_counter() - started
     written = [output]

@@ -35,6 +35,7 @@ FINAL_STAGES = {
     "capture": {"capture"},
     "reconstruct": {"reconstruct"},
     "capture_reconstruct": {"reconstruct", "capture_reconstruct"},
+    "export": {"export"},
 }
 
 _live_clients: weakref.WeakSet[RuntimeClient] = weakref.WeakSet()

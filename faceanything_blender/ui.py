@@ -1,16 +1,17 @@
-"""The "Face Anything" sidebar tab of the 3D Viewport, and the preferences' layout.
+"""The "Face Anything" sidebar tab of the 3D Viewport: the capture panel and its sub-panels.
 
 The panel is laid out in the order of the work: footage, frames, backend, camera, mesh,
 animation, smoothing, points, then one Capture button and the job's progress or outcome; a
 closed sub-panel drives a rig from the capture (rig.py), another converts the face between point
-cache and shape keys (scene_operators.py). Drawing only reads properties and the capture's job
+cache and shape keys (scene_operators.py), another drives a character's shape keys and bones
+with the ARKit-52 curves (expressions.py). Drawing only reads properties and the capture's job
 state; it never starts or waits for anything.
 """
 from __future__ import annotations
 
 import bpy
 
-from . import capture_job, rig, scene_operators
+from . import capture_job, expressions, rig, scene_operators
 from .drawing import draw_error, draw_wrapped
 from .props import panel_options, schema
 
@@ -64,28 +65,34 @@ class FACEANYTHING_PT_capture(bpy.types.Panel):
         draw_job(layout, context, settings, running)
 
 
-class FACEANYTHING_PT_rig(bpy.types.Panel):
+class SubPanel:
+    """A closed sub-panel of the capture panel that draws one section."""
+
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Face Anything"
+    bl_parent_id = "FACEANYTHING_PT_capture"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        section = cls.section  # the section's draw function: draw(layout, context)
+        cls.draw = lambda panel, context: section(panel.layout, context)
+
+
+class FACEANYTHING_PT_rig(SubPanel, bpy.types.Panel):
     bl_label = "Rig"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Face Anything"
-    bl_parent_id = "FACEANYTHING_PT_capture"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        rig.draw_rig_section(self.layout, context)
+    section = staticmethod(rig.draw_rig_section)
 
 
-class FACEANYTHING_PT_face_animation(bpy.types.Panel):
+class FACEANYTHING_PT_expressions(SubPanel, bpy.types.Panel):
+    bl_label = "Expressions (ARKit)"
+    section = staticmethod(expressions.draw_expressions_section)
+
+
+class FACEANYTHING_PT_face_animation(SubPanel, bpy.types.Panel):
     bl_label = "Face Animation"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Face Anything"
-    bl_parent_id = "FACEANYTHING_PT_capture"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        scene_operators.draw_conversion_section(self.layout, context)
+    section = staticmethod(scene_operators.draw_conversion_section)
 
 
 def draw_options(layout, settings) -> None:
@@ -130,4 +137,4 @@ def draw_job(layout, context, settings, running: bool) -> None:
         draw_error(column, context, settings.last_error, settings.last_hint, settings.last_log.splitlines())
 
 
-classes = (FACEANYTHING_PT_capture, FACEANYTHING_PT_rig, FACEANYTHING_PT_face_animation)
+classes = (FACEANYTHING_PT_capture, FACEANYTHING_PT_rig, FACEANYTHING_PT_expressions, FACEANYTHING_PT_face_animation)

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from . import option_schema
 from .errors import Cancelled, UserError
-from .option_schema import CAPTURE, RECONSTRUCT
+from .option_schema import CAPTURE, EXPORT, RECONSTRUCT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,11 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     option_schema.add_arguments(reconstruct, RECONSTRUCT)
     reconstruct.set_defaults(run=run_reconstruct_command)
 
-    export = commands.add_parser("export", help="reconstruction -> CSV point tracks or a mesh file")
+    export = commands.add_parser("export", help="reconstruction -> CSV point tracks, Live Link Face CSV or a mesh file")
     export.add_argument("capture_dir")
-    export.add_argument("--tracks-csv", type=Path, help="2D point tracks: frame (footage frame number), name, x, y, visible")
-    export.add_argument("--mesh", type=Path, help="the mesh at --frame as .obj or .ply")
-    export.add_argument("--frame", type=int, help="footage frame number for --mesh (default: the first captured frame)")
+    option_schema.add_arguments(export, EXPORT)
     export.set_defaults(run=run_export_command)
 
     convert = commands.add_parser("convert", help="Face Anything checkpoint.pt -> safetensors (once)")
@@ -168,16 +166,11 @@ def run_reconstruct_command(args: argparse.Namespace) -> int:
 
 
 def run_export_command(args: argparse.Namespace) -> int:
-    from .reconstruct.export import export_mesh, export_tracks_csv
+    from .reconstruct.export import export_files
 
-    if not args.tracks_csv and not args.mesh:
-        raise UserError("nothing to export", "Give --tracks-csv FILE and/or --mesh FILE.obj|.ply.")
-    if args.tracks_csv:
-        export_tracks_csv(args.capture_dir, args.tracks_csv)
-        print(f"tracks -> {args.tracks_csv}")
-    if args.mesh:
-        export_mesh(args.capture_dir, args.mesh, frame=args.frame)
-        print(f"mesh ({'the first frame' if args.frame is None else f'frame {args.frame}'}) -> {args.mesh}")
+    options = option_schema.validate(option_schema.values_from_arguments(args, EXPORT), (EXPORT,))
+    for path in export_files(args.capture_dir, options):
+        print(f"wrote {path}")
     return 0
 
 

@@ -14,6 +14,8 @@ Frame numbers follow one convention, stated in `frame_numbers.py`: the footage's
 """
 from __future__ import annotations
 
+import argparse
+import copy
 import dataclasses
 import hashlib
 import json
@@ -23,8 +25,9 @@ from typing import Any, Callable
 
 from .errors import UserError
 
-CAPTURE, RECONSTRUCT = "capture", "reconstruct"
+CAPTURE, RECONSTRUCT, EXPORT = "capture", "reconstruct", "export"
 STAGES = (CAPTURE, RECONSTRUCT)
+"""The stages whose options make a capture; EXPORT's only say what to write from one."""
 SCHEMA_VERSION = 2
 """Raised when an option's meaning changes, so that caches keyed on `settings_key` are remade."""
 
@@ -192,7 +195,7 @@ def _check_positive(name: str) -> Callable[[Any], float]:
 
 def _check_frame_number(value) -> int:
     if isinstance(value, bool) or not str(value).isdigit():
-        raise bad_option("reference_frame", f"{value!r} is not a frame number", "Give a footage frame number, e.g. 1.")
+        raise bad_option("frame", f"{value!r} is not a frame number", "Give a footage frame number, e.g. 1.")
     return int(value)
 
 
@@ -300,10 +303,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("reference_frame", RECONSTRUCT, NUMBER, None,
            "the footage frame the dense mesh is seeded on (default: the first frame with a face)",
            metavar="FRAME", panel=False, check=_check_frame_number),
+    Option("neutral_frame", RECONSTRUCT, NUMBER, None,
+           "a footage frame with a neutral face, the rest pose of the ARKit expression curves (default: estimated "
+           "from the whole clip)", metavar="FRAME", panel=False, check=_check_frame_number),
     Option("radius", RECONSTRUCT, NUMBER, 0.002,
            "a vertex counts as seen where the frame's canonical map passes this close to it; larger values fill "
            "fewer vertices at some cost in accuracy", unit="canonical units (metres)", panel=False,
            check=_check_positive("radius")),
+    Option("tracks_csv", EXPORT, TEXT, None,
+           "write the 2D point tracks as CSV: frame (footage frame number), name, x, y (pixels, 0 = the first "
+           "pixel's centre), visible", metavar="FILE", panel=False),
+    Option("livelink_csv", EXPORT, TEXT, None,
+           "write the ARKit-52 expression curves, head and eye rotations as a Live Link Face CSV", metavar="FILE",
+           panel=False),
+    Option("mesh_file", EXPORT, TEXT, None, "write the mesh at --frame as .obj or .ply", metavar="FILE", panel=False),
+    Option("frame", EXPORT, NUMBER, None, "the footage frame number of --mesh-file (default: the first captured frame)",
+           metavar="FRAME", panel=False, check=_check_frame_number),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -315,7 +330,7 @@ def options_for(*stages: str) -> tuple[Option, ...]:
 def check_value(option: Option, value):
     """One value, parsed from a CLI string or a request's JSON value and validated."""
     if value is None:
-        return option.default
+        return copy.copy(option.default)  # a fresh list or dict: a caller may change it
     if option.kind == CHOICE:
         value = value.lower() if isinstance(value, str) else value
         if value not in option.choices:
@@ -381,7 +396,8 @@ def add_arguments(parser, *stages: str, skip: tuple[str, ...] = ()) -> None:
         if option.name in skip:
             continue
         if option.kind == FLAG:
-            parser.add_argument(option.flag, dest=option.name, action="store_true", default=None, help=option.help_text())
+            parser.add_argument(option.flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=option.help_text())
         elif option.kind == MAPPING:
             parser.add_argument(option.flag.removesuffix("s"), dest=option.name, action="append", metavar=option.metavar,
                                 help=option.help_text())

@@ -17,6 +17,7 @@ type, choices, default and meaning is declared once in ``option_schema.py``):
     capture              input, output (paths), and the capture options
     reconstruct          capture_dir (a path), and the reconstruct options
     capture_reconstruct  input, output, and both sets of options (capture_dir = output)
+    export               capture_dir, and the export options (files to write from its reconstruction)
     cancel
     shutdown
 
@@ -28,7 +29,7 @@ Events:
 
     ready       version                               once, when the server starts
     health      version, python, backends, devices, packages
-    started     stage, total, [capture_dir]           a job's stage began ("capture", "reconstruct");
+    started     stage, total, [capture_dir]           a job's stage began ("capture", "reconstruct", "export");
                                                       total is null when not yet known
     progress    stage, done, total, fps, eta_s        at most a few times a second
     warning     code, message, [frame]                per-frame problems (no face, unreadable frame)
@@ -43,7 +44,7 @@ import json
 import math
 
 from .errors import UserError
-from .option_schema import CAPTURE, RECONSTRUCT, options_for, validate
+from .option_schema import CAPTURE, EXPORT, RECONSTRUCT, options_for, validate
 
 PROTOCOL_VERSION = 2
 
@@ -51,11 +52,12 @@ JOB_STAGES: dict[str, tuple[str, ...]] = {
     "capture": (CAPTURE,),
     "reconstruct": (RECONSTRUCT,),
     "capture_reconstruct": (CAPTURE, RECONSTRUCT),
+    "export": (EXPORT,),
 }
 """Each job type and the option stages it takes."""
 PATH_FIELDS: dict[str, tuple[str, ...]] = {
     "health": (), "capture": ("input", "output"), "reconstruct": ("capture_dir",),
-    "capture_reconstruct": ("input", "output"), "cancel": (), "shutdown": (),
+    "capture_reconstruct": ("input", "output"), "export": ("capture_dir",), "cancel": (), "shutdown": (),
 }
 REQUEST_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     kind: (paths, tuple(option.name for option in options_for(*JOB_STAGES.get(kind, ()))))

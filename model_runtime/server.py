@@ -20,7 +20,7 @@ from .capture import CaptureOptions, run_capture
 from .capture_folder import CaptureFolder
 from .errors import Cancelled, UserError
 from .health import health_report
-from .option_schema import CAPTURE, RECONSTRUCT, options_for
+from .option_schema import CAPTURE, EXPORT, RECONSTRUCT, options_for
 
 log = logging.getLogger("model_runtime.server")
 PROGRESS_INTERVAL_S = 0.2
@@ -122,7 +122,7 @@ class Server:
 
     def run_job(self, message: dict) -> None:
         request_id = message.get("id")
-        stages = [s for s in ("capture", "reconstruct") if message["type"] in (s, "capture_reconstruct")]
+        stages = protocol.JOB_STAGES[message["type"]]
         progress = None
         try:
             for number, stage in enumerate(stages, 1):
@@ -170,6 +170,13 @@ class Server:
             should_cancel=self.cancel_requested.is_set,
         )
         return {"reconstruction_dir": str(folder)}
+
+
+    def export(self, message: dict, progress: ProgressReporter) -> dict:
+        from .reconstruct.export import export_files
+
+        self.events.send("started", message.get("id"), stage="export", total=None, capture_dir=message["capture_dir"])
+        return {"written": [str(path) for path in export_files(message["capture_dir"], _options_of(message, EXPORT))]}
 
 
 def _frame_count(capture_dir: str) -> int | None:

@@ -3,7 +3,7 @@ from the basis itself, with another identity, rigid head motion and noise."""
 import numpy as np
 import pytest
 
-from model_runtime.bench.sequences import rotation_matrix
+from bench.sequences import rotation_matrix
 from model_runtime.expressions.arkit import ARKIT_NAMES, EXPRESSIVE, INDEX
 from model_runtime.expressions.solver import (EYEBALL_RADIUS_M, EYES, GAZE_SHAPES, TEMPLATE_FACING_CAMERA,
                                               ExpressionSolver, SolverSettings, load_basis, solve_sequence)

@@ -93,6 +93,23 @@ def export_mesh(capture_dir: str | Path, path: str | Path, frame: int | None = N
     return path
 
 
+def export_files(capture_dir: str | Path, options: dict) -> list[Path]:
+    """Every file the export options (option_schema.py, stage ``export``) ask for; a UserError when none."""
+    from ..expressions.livelink import export_livelink_csv
+
+    if not any(options.get(name) for name in ("tracks_csv", "livelink_csv", "mesh_file")):
+        raise UserError("nothing to export", "Give --tracks-csv FILE, --livelink-csv FILE and/or --mesh-file FILE.obj|.ply.",
+                        code="bad_option")
+    written = []
+    if options.get("tracks_csv"):
+        written.append(export_tracks_csv(capture_dir, options["tracks_csv"]))
+    if options.get("livelink_csv"):
+        written.append(export_livelink_csv(Path(capture_dir), Path(options["livelink_csv"])))
+    if options.get("mesh_file"):
+        written.append(export_mesh(capture_dir, options["mesh_file"], frame=options.get("frame")))
+    return written
+
+
 def write_obj(path: Path, vertices: np.ndarray, triangles: np.ndarray, uv: np.ndarray, comment: str = "") -> None:
     """Wavefront OBJ with one UV per vertex (faces `v/vt`, 1-based)."""
     lines = [f"# Face Anything for Blender: {comment}"] if comment else []

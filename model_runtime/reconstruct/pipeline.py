@@ -29,6 +29,7 @@ from .. import __version__
 from ..capture_folder import CaptureFolder, unwritable
 from ..contract import CANONICAL_SPACE_ID
 from ..errors import Cancelled, CaptureFolderError, UserError
+from ..expressions.curves import solve_capture
 from ..reconstruction_format import (
     FRAME_FILLED,
     FRAME_HELD,
@@ -70,7 +71,8 @@ def reconstruct(
     object with its attributes, in the capture's canonical space); by default the shipped
     template is loaded when the capture's canonical space is `CANONICAL_SPACE_ID`.
     `progress(done, total)` is called per frame; `should_cancel()` is polled per frame and per
-    block, and a True answer raises `Cancelled` (the previous reconstruction stays).
+    block, and a True answer raises `Cancelled` (the previous reconstruction stays). In the
+    template's canonical space the ARKit-52 expression curves are solved too (expressions/).
     """
     options = options or ReconstructOptions()
     capture = CaptureFolder(Path(capture_dir))
@@ -89,6 +91,9 @@ def reconstruct(
         with _work_folder(target) as partial:
             _reconstruct_into(partial, capture, frames, options, mesh, rigid_vertices(mesh, template), points, settings, progress, should_cancel)
             _replace(target, partial)
+    if capture.canonical_space == CANONICAL_SPACE_ID:
+        neutral = None if options.neutral_frame is None else capture.capture_index(options.neutral_frame, "neutral frame")
+        solve_capture(capture.path, neutral_frame=neutral)
     return target
 
 

@@ -37,7 +37,7 @@ GAIN = 0.8
 SOLVE_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
-    from model_runtime.bench.sequences import rotation_matrix
+    from bench.sequences import rotation_matrix
     from model_runtime.expressions.arkit import INDEX
     from model_runtime.expressions.curves import curve_arrays
     from model_runtime.expressions.solver import TEMPLATE_FACING_CAMERA, SolverSettings, load_basis, solve_sequence

@@ -117,14 +117,15 @@ def test_request_follows_the_panel_settings(addon, scene, settings):
         "input": "/in.mp4", "output": "/out", "frames": "11:20:2", "focal": "28mm/23.5", "backend": "mediapipe",
         "still_images": False, "device": "auto", "checkpoint": None, "backend_options": {}, "overwrite": True,
         "mesh": "dense", "density": "low", "smooth": "off", "points": ["nose_tip", "0.01,0.02,0.03"],
-        "reference_frame": None, "radius": 0.002,
+        "reference_frame": None, "radius": 0.002, "appearance": True, "neutral_frame": None,
     }
     addon.runtime_paths.runtime_module("protocol").request("capture_reconstruct", "r1", **fields)  # the runtime accepts it
 
 
 def test_a_setting_the_runtime_refuses_is_reported_with_its_message(addon, scene, settings, footage):
     settings.focal = "28 inches"
-    assert bpy.ops.faceanything.capture() == {"CANCELLED"}
+    with pytest.raises(RuntimeError, match="28 inches"):  # the operator reports the error
+        bpy.ops.faceanything.capture()
     assert settings.status == "ERROR" and "28 inches" in settings.last_error
     assert "35mm/23.5" in settings.last_hint
 

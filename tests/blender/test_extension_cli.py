@@ -88,3 +88,33 @@ def test_ctrl_c_cancels_and_keeps_the_capture(tmp_path, fake_runtime_python):
     assert "cancelling (finished frames are kept)" in stdout
     assert "Run the same command again to resume." in stderr and "Traceback" not in stderr
     assert len(list((tmp_path / "cache").glob("*/frames/*.npz"))) == 2
+
+
+def test_a_failed_capture_leaves_the_output_blend_and_its_backup_untouched(tmp_path, fake_runtime_python):
+    footage = tmp_path / "clip.mp4"
+    footage.write_bytes(b"x")
+    output, backup = tmp_path / "shot.blend", tmp_path / "shot.blend1"
+    output.write_bytes(b"the artist's work")
+    backup.write_bytes(b"the artist's earlier work")
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "faceanything_blender", "capture", str(footage), "-o", str(output),
+             "--runtime-python", str(fake_runtime_python), "--cache-dir", str(tmp_path / "cache")],
+            cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "FAKE_RUNTIME_FAIL": "bad_input"},
+        )
+        assert done.returncode == 1 and "cannot be read" in done.stderr, done.stdout + done.stderr
+        assert output.read_bytes() == b"the artist's work"
+        assert backup.read_bytes() == b"the artist's earlier work"
+    assert sorted(path.name for path in tmp_path.glob("*shot*")) == ["shot.blend", "shot.blend1"]
+
+
+def test_a_failed_first_capture_writes_no_blend(tmp_path, fake_runtime_python):
+    footage = tmp_path / "clip.mp4"
+    footage.write_bytes(b"x")
+    done = subprocess.run(
+        [sys.executable, "-m", "faceanything_blender", "capture", str(footage), "-o", str(tmp_path / "new.blend"),
+         "--runtime-python", str(fake_runtime_python), "--cache-dir", str(tmp_path / "cache")],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "FAKE_RUNTIME_FAIL": "bad_input"},
+    )
+    assert done.returncode == 1
+    assert not (tmp_path / "new.blend").exists() and not (tmp_path / "new.blend1").exists()

@@ -159,9 +159,8 @@ def leftovers(module=None):
         "enabled": PACKAGE in bpy.context.preferences.addons,
     }
     if module is not None:
-        ops = module.operators
-        state["timers"] = [bpy.app.timers.is_registered(ops.pump_capture),
-                           bpy.app.timers.is_registered(ops.pump_runtime_tasks)]
+        state["timers"] = [bpy.app.timers.is_registered(module.capture_job.pump_capture),
+                           bpy.app.timers.is_registered(module.runtime_tasks.pump_runtime_tasks)]
     return state
 
 def start_capture(module):

@@ -137,7 +137,7 @@ def test_pc2_is_streamed_in_bounded_memory(tmp_path, monkeypatch):
     reconstruction = formats.load_reconstruction(formats.reconstruction_dir(capture_dir), memory_map=True)
     frame_bytes = 30 * 30 * 12
     monkeypatch.setattr(mesh, "PC2_CHUNK_BYTES", 2 * frame_bytes)
-    timing = capture_timing(reconstruction.source_indices, 25.0)
+    timing = capture_timing(reconstruction.frame_numbers, 25.0)
     tracemalloc.start()
     try:
         mesh.write_pc2(tmp_path / "cache.pc2", reconstruction.vertices, timing)
@@ -271,7 +271,7 @@ def test_bad_captures_are_refused_with_what_to_do(fresh_scene, tmp_path):  # noq
         build_capture(fresh_scene, capture_dir, footage="", animation="ALEMBIC")
     frames = capture_dir / "reconstruction" / "frames.npz"
     arrays = dict(np.load(frames))
-    arrays["source_indices"] = np.array([0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+    arrays["frame_numbers"] = np.array([1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13])
     np.savez(frames, **arrays)
     with pytest.raises(input_error, match="not evenly spaced"):
         build_capture(fresh_scene, capture_dir, footage="", animation="POINT_CACHE")

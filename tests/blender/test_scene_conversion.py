@@ -25,7 +25,7 @@ TIMING = dict(frame_count=7, first_source_index=3, step=2)  # footage frames 3, 
 
 def expected_at(reconstruction, scene_frame: int) -> np.ndarray:
     """The captured vertices a scene frame shows: the last captured frame at or before it."""
-    scene_frames = capture_timing(reconstruction.source_indices, 25.0).scene_frames
+    scene_frames = capture_timing(reconstruction.frame_numbers, 25.0).scene_frames
     t = int(np.clip(np.searchsorted(scene_frames, scene_frame, side="right") - 1, 0, None))
     return expected_world(reconstruction.vertices[t])
 
@@ -127,7 +127,7 @@ def test_exports_reimport_with_the_captured_vertices(fresh_scene, tmp_path, file
     imported = export_and_import(fresh_scene, tmp_path / f"capture.{file_format}", file_format)
     try:
         [mesh] = [obj for obj in imported.objects if obj.type == "MESH"]
-        scene_frames = capture_timing(reconstruction.source_indices, 29.97).scene_frames
+        scene_frames = capture_timing(reconstruction.frame_numbers, 29.97).scene_frames
         for t in (1, 4):
             imported.frame_set(int(scene_frames[t]))
             error = np.abs(evaluated_world_vertices(mesh) - expected_world(reconstruction.vertices[t])).max()

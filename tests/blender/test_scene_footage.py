@@ -90,7 +90,7 @@ def test_background_shows_the_frame_the_mesh_was_made_from_on_mpeg1(
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     exact = np.load(decoded).astype(np.float32)
-    scene_frames = capture_timing(reconstruction.source_indices, 25.0).scene_frames
+    scene_frames = capture_timing(reconstruction.frame_numbers, 25.0).scene_frames
     shown = blender_frames(fresh_scene, clip, [int(frame) for frame in scene_frames])
     for t, picture in enumerate(shown):
         distance = [np.abs(picture - frame).mean() for frame in exact]

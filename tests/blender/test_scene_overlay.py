@@ -40,7 +40,7 @@ def test_empties_and_mesh_project_onto_the_footage(fresh_scene, tmp_path, framin
     empties = [bpy.data.objects[built["points"][name]] for name in reconstruction.point_names]
     face = bpy.data.objects[built["mesh"]]
     for t in range(reconstruction.frame_count):
-        fresh_scene.frame_set(int(reconstruction.source_indices[t]) + 1)
+        fresh_scene.frame_set(int(reconstruction.frame_numbers[t]))
         seen = camera_pixels(fresh_scene, [empty.matrix_world.translation for empty in empties])
         assert np.abs(seen - reconstruction.point_pixels[t]).max() <= TOLERANCE_PX, f"points, frame {t}"
         if t in (0, reconstruction.frame_count // 2, reconstruction.frame_count - 1):

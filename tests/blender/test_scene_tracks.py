@@ -50,13 +50,13 @@ def test_markers_equal_the_csv_export_on_every_frame(fresh_scene, tmp_path, real
     built = build_capture(fresh_scene, capture_dir, footage=str(first), animation="POINT_CACHE")
     clip = bpy.data.movieclips[built["clip"]]
     assert built["tracks"] == [built["points"][name] for name in reconstruction.point_names]
-    scene_frame = dict(zip(reconstruction.source_indices.tolist(),
-                           capture_timing(reconstruction.source_indices, 25.0).scene_frames.tolist()))
+    scene_frames = capture_timing(reconstruction.frame_numbers, 25.0).scene_frames.tolist()
     rows = csv_tracks(capture_dir, real_runtime_python, tmp_path)
     assert len(rows) == 6 * len(reconstruction.point_names)
     for row in rows:
         track = clip.tracking.tracks[f"FA_{row['name']}"]
-        frame = scene_frame[int(row["frame"])]
+        frame = int(row["frame"])  # the footage frame number is the scene frame
+        assert frame in scene_frames
         marker = track.markers.find_frame(frame, exact=True)
         assert marker is not None, f"{track.name} has no marker on frame {frame}"
         # Blender's markers: 0..1 from the bottom-left corner, pixel i spanning [i, i + 1].
