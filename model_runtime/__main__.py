@@ -91,9 +91,10 @@ def native_output_to_log(verbose: bool) -> Iterator[None]:
     """Point file descriptor 2 (where native code writes) and Python's warnings at the runtime
     log; the project's own messages keep the terminal through `sys.stderr`. Without a writable
     log, everything stays on the terminal."""
+    if verbose:
+        yield
+        return
     try:
-        if verbose:
-            raise OSError("verbose")
         path = runtime_log_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         log = open(path, "a", encoding="utf-8", errors="replace")
