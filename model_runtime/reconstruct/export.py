@@ -100,6 +100,7 @@ def export_files(capture_dir: str | Path, options: dict) -> list[Path]:
     if not any(options.get(name) for name in ("tracks_csv", "livelink_csv", "mesh_file")):
         raise UserError("nothing to export", "Give --tracks-csv FILE, --livelink-csv FILE and/or --mesh-file FILE.obj|.ply.",
                         code="bad_option")
+    open_reconstruction(capture_dir)  # refused before anything is written when it is not this capture's
     written = []
     if options.get("tracks_csv"):
         written.append(export_tracks_csv(capture_dir, options["tracks_csv"]))
