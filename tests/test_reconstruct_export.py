@@ -7,7 +7,7 @@ import pytest
 
 from model_runtime.errors import UserError
 from model_runtime.reconstruct import ReconstructOptions, reconstruct
-from model_runtime.reconstruct.export import export_mesh, export_tracks_csv
+from model_runtime.reconstruct.export import export_files, export_mesh, export_tracks_csv
 from model_runtime.reconstruction_format import load_reconstruction
 from tests.fixtures.synthetic import SyntheticClip, write_capture
 
@@ -91,8 +91,10 @@ def test_a_reconstruction_of_another_capture_is_refused(tmp_path):
         with pytest.raises(UserError, match="reconstruct") as raised:
             export_tracks_csv(tmp_path / "cap", tmp_path / "stale.csv")
         assert raised.value.code == "no_reconstruction", leftover
+        with pytest.raises(UserError, match="reconstruct"):
+            export_files(tmp_path / "cap", {"livelink_csv": str(tmp_path / "stale livelink.csv")})
         shutil.copytree(tmp_path / "reconstruction of cap", tmp_path / "cap" / "reconstruction", dirs_exist_ok=True)
     assert "made from another capture" in raised.value.message and "other footage.mp4" in raised.value.message
-    assert not (tmp_path / "stale.csv").exists()
+    assert not (tmp_path / "stale.csv").exists() and not (tmp_path / "stale livelink.csv").exists()
     reconstruct(tmp_path / "cap", ReconstructOptions(density="low"))
     assert export_tracks_csv(tmp_path / "cap", tmp_path / "new.csv").is_file()
