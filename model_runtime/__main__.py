@@ -1,13 +1,20 @@
 """Command line: `python -m model_runtime {capture,reconstruct,export,convert,serve,health}`.
 
 Failures the user can fix print one message and a hint on stderr (exit status 2); Ctrl-C keeps
-the finished frames and says how to resume (exit status 130).
+the finished frames and says how to resume (exit status 130). What native libraries print
+(TensorFlow Lite, absl, protobuf's deprecation warnings) goes to the runtime log
+(`runtime_log_path`), not to the terminal, unless ``--verbose`` is given.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import warnings
+from pathlib import Path
+from typing import Iterator
 
 from . import option_schema
 from .errors import Cancelled, UserError
@@ -18,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        with native_output_to_log(getattr(args, "verbose", True)):
+            return args.run(args)
     except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
@@ -64,7 +72,52 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = commands.add_parser("health", help="versions, backends and devices as JSON")
     health.set_defaults(run=run_health_command)
+    for command in (capture, reconstruct, export, convert, health):
+        command.add_argument("--verbose", action="store_true",
+                             help="show what native libraries print (by default it goes to the runtime log)")
     return parser
+
+
+def runtime_log_path() -> Path:
+    """Where native output goes: $FACEANYTHING_LOG, else faceanything/runtime.log in the user's cache folder."""
+    if os.environ.get("FACEANYTHING_LOG"):
+        return Path(os.environ["FACEANYTHING_LOG"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "faceanything" / "runtime.log"
+
+
+@contextlib.contextmanager
+def native_output_to_log(verbose: bool) -> Iterator[None]:
+    """Point file descriptor 2 (where native code writes) and Python's warnings at the runtime
+    log; the project's own messages keep the terminal through `sys.stderr`. Without a writable
+    log, everything stays on the terminal."""
+    if verbose:
+        yield
+        return
+    try:
+        path = runtime_log_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(path, "a", encoding="utf-8", errors="replace")
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    user_stream, show_warning = sys.stderr, warnings.showwarning
+    with log, open(terminal, "w", encoding=sys.stderr.encoding, errors="replace", buffering=1) as terminal_stream:
+        log.write(f"--- {' '.join(sys.argv)} (process {os.getpid()})\n")
+        log.flush()
+        os.dup2(log.fileno(), 2)
+        sys.stderr = terminal_stream
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        try:
+            yield
+        finally:
+            terminal_stream.flush()
+            log.flush()
+            os.dup2(terminal, 2)
+            sys.stderr, warnings.showwarning = user_stream, show_warning
 
 
 def progress_bar(label: str):

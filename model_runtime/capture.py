@@ -20,7 +20,8 @@ import numpy as np
 from . import __version__
 from .backends import create_backend
 from .capture_folder import (
-    FORMAT, FORMAT_VERSION, FRAMES_DIR, MANIFEST_NAME, CaptureFolder, frames_record, write_frame, write_json_atomic,
+    FORMAT, FORMAT_VERSION, FRAMES_DIR, MANIFEST_NAME, CaptureFolder, frame_path, frames_record, lock_capture_folder,
+    unwritable, write_frame, write_json_atomic,
 )
 from .contract import FrameMaps
 from .errors import Cancelled, CaptureFolderError, InputError
@@ -28,6 +29,7 @@ from .frame_numbers import describe_range, select_frames
 from .frames import Frame, FrameSource, open_source
 from .intrinsics import intrinsics_for
 from .option_schema import CAPTURE, options_class, parse_focal, parse_frames, settings_key
+from .reconstruction_format import reconstruction_dir
 
 ProgressCallback = Callable[[int, int], None]
 WarningCallback = Callable[[int, str, str], None]
@@ -69,13 +71,15 @@ def run_capture(
         indices = _selected_indices(source, options.frames)
         intrinsics = _intrinsics(source, options)
         manifest = _manifest(source, options, indices, intrinsics)
-        _prepare_folder(output_dir, manifest, options.overwrite)
-        folder = CaptureFolder(output_dir)
-        folder.remove_partial_files()
-        missing = sorted(set(range(len(indices))) - set(folder.finished_indices()))
-        started = time.perf_counter()
-        computed = _compute_frames(source, folder, options, indices, missing, intrinsics, progress, warn, should_cancel)
-        seconds = time.perf_counter() - started
+        with lock_capture_folder(output_dir):
+            _prepare_folder(output_dir, manifest, options.overwrite)
+            folder = CaptureFolder(output_dir)
+            folder.remove_partial_files()
+            _remove_damaged_frames(folder, warn)
+            missing = sorted(set(range(len(indices))) - set(folder.finished_indices()))
+            started = time.perf_counter()
+            computed = _compute_frames(source, folder, options, indices, missing, intrinsics, progress, warn, should_cancel)
+            seconds = time.perf_counter() - started
     return CaptureSummary(
         capture_dir=str(output_dir),
         frames=len(indices),
@@ -92,6 +96,19 @@ def count_frames_with_face(folder: CaptureFolder) -> int:
         with np.load(folder.path / FRAMES_DIR / f"{index:06d}.npz") as data:
             count += bool(data["has_face"])
     return count
+
+
+def _remove_damaged_frames(folder: CaptureFolder, warn: WarningCallback | None) -> None:
+    """Delete the frame files that cannot be read whole, so they are computed again."""
+    numbers = folder.frame_numbers
+    for index in folder.damaged_indices():
+        path = frame_path(folder.path, index)
+        if warn:
+            warn(index, "damaged_frame", f"frame {numbers[index]} ({path}) is damaged; computing it again")
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise unwritable(path, exc) from exc
 
 
 def _selected_indices(source: FrameSource, text: str | None) -> list[int]:
@@ -155,7 +172,8 @@ def _manifest(source: FrameSource, options: CaptureOptions, indices: list[int], 
 
 def _prepare_folder(output_dir: Path, manifest: dict, overwrite: bool) -> None:
     """Create the folder, or resume the capture already in it when it is this one. A capture of
-    other footage or settings, or of an older format, is refused, or replaced with `overwrite`."""
+    other footage or settings, or of an older format, is refused, or replaced with `overwrite`
+    (its reconstruction too: it would belong to the old capture)."""
     if (output_dir / MANIFEST_NAME).is_file():
         difference = _difference(output_dir, manifest)
         if difference is None:
@@ -166,6 +184,7 @@ def _prepare_folder(output_dir: Path, manifest: dict, overwrite: bool) -> None:
                                      "Choose another output folder, or pass --overwrite to replace it.")
     try:
         shutil.rmtree(output_dir / FRAMES_DIR, ignore_errors=True)
+        shutil.rmtree(reconstruction_dir(output_dir), ignore_errors=True)
         (output_dir / FRAMES_DIR).mkdir(parents=True, exist_ok=True)
         write_json_atomic(output_dir / MANIFEST_NAME, manifest)
     except OSError as exc:
@@ -173,6 +192,10 @@ def _prepare_folder(output_dir: Path, manifest: dict, overwrite: bool) -> None:
             f"cannot write the capture folder {output_dir}: {exc.strerror or exc}",
             "Choose a folder you can write to (-o), or fix its permissions.",
         ) from exc
+    # A leftover capture of other footage: frames that `rmtree` could not delete must not pass for this one's.
+    if CaptureFolder(output_dir).finished_indices():
+        raise CaptureFolderError(f"cannot delete the old frames in {output_dir / FRAMES_DIR}",
+                                 "Make the folder writable or capture into another folder.")
 
 
 def _difference(output_dir: Path, manifest: dict) -> str | None:

@@ -21,17 +21,26 @@ scalar ``depth_reference``, so float16 keeps sub-millimetre precision at any dis
 ``intrinsics`` (3, 3) and, where the backend has them, float32 ``landmarks2d``, ``landmarks3d`` and
 ``head_pose``. A frame file is written to a temporary name and renamed, so a crash or kill never
 leaves a partial frame: a frame either exists whole or not at all, and a re-run only computes
-the missing ones.
+the missing ones (and those a damaged disk or a careless copy broke: `damaged_indices`).
+
+Files are created with the permissions the umask gives (not the owner-only ones of a temporary
+file), so another account (a render farm's) can read the shot. A capture writing into the folder
+holds a lock on ``capture.lock`` there (`lock_capture_folder`): a second capture into it is
+refused at once, naming the first one's process.
 """
 from __future__ import annotations
 
+import errno
+import contextlib
 import io
 import json
 import os
+import socket
 import tempfile
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -43,6 +52,7 @@ FORMAT = "faceanything-capture"
 FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 FRAMES_DIR = "frames"
+LOCK_NAME = "capture.lock"
 _OPTIONAL_ARRAYS = ("landmarks2d", "landmarks3d", "head_pose")
 
 
@@ -50,13 +60,40 @@ def frame_path(capture_dir: Path, index: int) -> Path:
     return Path(capture_dir) / FRAMES_DIR / f"{index:06d}.npz"
 
 
+def umask_file_mode() -> int:
+    """The mode a plain ``open`` would give a new file: 0o666 less the process's umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temporary_file(target: Path) -> tuple[int, str]:
+    """A new temporary file beside `target` (to be renamed onto it), with the umask's permissions
+    rather than mkstemp's owner-only ones."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    if os.name != "nt":
+        os.fchmod(fd, umask_file_mode())
+    return fd, tmp
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON through a temporary file and a rename, so readers never see half a file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, ensure_ascii=False)
-    os.replace(tmp, path)
+    try:
+        fd, tmp = temporary_file(path)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, ensure_ascii=False)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise unwritable(path, exc) from exc
+
+
+def unwritable(path: Path, exc: OSError) -> CaptureFolderError:
+    """The error for a path of the capture folder that cannot be written."""
+    return CaptureFolderError(
+        f"cannot write {path}: {exc.strerror or exc}",
+        "Make the capture folder writable (a read-only mount, permissions, a full disk?) or capture into another folder.",
+    )
 
 
 def frames_record(numbers: list[int], source_indices: list[int], timestamps: list[float]) -> dict:
@@ -111,15 +148,15 @@ def write_frame(capture_dir: Path, index: int, maps: FrameMaps) -> None:
             arrays[name] = np.asarray(value, np.float32)
     target = frame_path(capture_dir, index)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+        fd, tmp = temporary_file(target)
         with os.fdopen(fd, "wb") as handle:
             np.savez_compressed(handle, **arrays)
         os.replace(tmp, target)
     except OSError as exc:
-        raise CaptureFolderError(
-            f"cannot write frame {index} to {capture_dir}: {exc.strerror or exc}",
-            "Free some disk space or choose another output folder, then run the capture again to resume.",
-        ) from exc
+        hint = ("Free some disk space or choose another output folder, then run the capture again to resume."
+                if exc.errno == errno.ENOSPC else
+                "Make the folder writable or choose another output folder, then run the capture again to resume.")
+        raise CaptureFolderError(f"cannot write frame {index} to {target}: {exc.strerror or exc}", hint) from exc
 
 
 def read_frame(capture_dir: Path, index: int, frame_size: tuple[int, int], optional: bool = True) -> FrameMaps:
@@ -173,6 +210,65 @@ def _frame_maps(stored: dict[str, np.ndarray], frame_size: tuple[int, int]) -> F
     )
 
 
+def _is_whole(path: Path) -> bool:
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+        return False
+    names = {member.filename for member in members}
+    return {"has_face.npy", "window.npy"} <= names and all(m.header_offset + m.compress_size < size for m in members)
+
+
+@contextlib.contextmanager
+def lock_capture_folder(capture_dir: Path) -> Iterator[None]:
+    """Hold ``capture.lock`` in `capture_dir` (created with its parents) while a capture writes
+    there. The system releases the lock however the process ends; the file stays. A folder that
+    another process holds is refused with its process id; one that cannot be written names it."""
+    capture_dir = Path(capture_dir)
+    path = capture_dir / LOCK_NAME
+    try:
+        capture_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CaptureFolderError(f"cannot write the capture folder {capture_dir}: {exc.strerror or exc}",
+                                 "Choose a folder you can write to (-o), or fix its permissions.") from exc
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise unwritable(path, exc) from exc
+    with handle:
+        if not _try_lock(handle):
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise CaptureFolderError(
+                f"{capture_dir} is being written by another capture ({holder})",
+                "Wait for it to finish or stop it, or capture into another folder.",
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
+
+
+def _try_lock(handle) -> bool:
+    """Lock the open file `handle` for this process until it is closed (or the process ends);
+    False when another process holds the lock."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
 class CaptureFolder:
     """Read access to a finished (or partly finished) capture."""
 
@@ -224,13 +320,24 @@ class CaptureFolder:
             return []
         return sorted(int(p.stem) for p in folder.glob("[0-9]*.npz"))
 
+    def damaged_indices(self) -> list[int]:
+        """Finished frames whose file is not a whole frame file (truncated, cut short by a copy,
+        overwritten): its zip directory, read from the file's end, must list the frame's arrays
+        within the file. Cheap (no decompression); damage inside an array is found, and named,
+        when reconstruction reads it."""
+        return [index for index in self.finished_indices() if not _is_whole(frame_path(self.path, index))]
+
     def is_complete(self) -> bool:
         return len(self.finished_indices()) == self.frame_count
 
     def remove_partial_files(self) -> None:
-        """Delete temporary files a killed writer left behind (never a finished frame)."""
-        for leftover in (self.path / FRAMES_DIR).glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
+        """Delete temporary files a killed writer left behind (never a finished frame). Call it
+        only while holding the folder's lock: another capture's files are not leftovers."""
+        for leftover in [*(self.path / FRAMES_DIR).glob(".*.tmp"), *self.path.glob(f".{MANIFEST_NAME}.*.tmp")]:
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError as exc:
+                raise unwritable(leftover, exc) from exc
 
     def frame(self, index: int, optional: bool = True) -> FrameMaps:
         return read_frame(self.path, index, self.frame_size, optional)

@@ -27,10 +27,26 @@ def grid_clip_path() -> Path:
 
 def first_grid_frames(count: int) -> list[np.ndarray]:
     """The first `count` frames of the GRID clip, RGB."""
+    return first_frames(grid_clip_path(), count)
+
+
+def first_face_frames(count: int) -> list[np.ndarray]:
+    """The first `count` frames of the sample clip, RGB: real face footage without ../shared."""
+    return first_frames(sample_file("single_face.mp4"), count)
+
+
+def first_frames(path: Path, count: int) -> list[np.ndarray]:
     import av
 
-    with av.open(str(grid_clip_path())) as container:
+    with av.open(str(path)) as container:
         return [frame.to_ndarray(format="rgb24") for _, frame in zip(range(count), container.decode(video=0))]
+
+
+@pytest.fixture
+def face_clip() -> Path:
+    """Real face footage every checkout has after `make sample`: the 72-frame sample clip
+    (640x360, 30 fps, frames numbered 1 to 72)."""
+    return sample_file("single_face.mp4")
 
 
 def sample_file(name: str) -> Path:

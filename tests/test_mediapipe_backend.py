@@ -1,4 +1,4 @@
-"""The default backend on real footage (GRID clip from ../shared), a public-domain photo and
+"""The default backend on real footage (the sample clip), a public-domain photo and
 synthetic landmarks; and the backend registry."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from mediapipe.framework.formats import landmark_pb2
 from scipy import ndimage
 
-from conftest import first_grid_frames
+from conftest import first_face_frames
 from model_runtime.backends import available_backends, create_backend
 from model_runtime.backends.mediapipe_dense import (
     MediaPipeDenseBackend,
@@ -31,7 +31,7 @@ FRAMES = 25
 
 @pytest.fixture(scope="module")
 def grid_frames() -> list[np.ndarray]:
-    return first_grid_frames(FRAMES)
+    return first_face_frames(FRAMES)
 
 
 @pytest.fixture(scope="module")

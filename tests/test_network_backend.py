@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import first_grid_frames
+from conftest import first_face_frames
 from model_runtime.backends.faceanything import (
     FaceAnythingBackend,
     FramePrediction,
@@ -235,7 +235,7 @@ def mediapipe_landmarks(image: np.ndarray, intrinsics: np.ndarray):
 
 
 def test_template_alignment_is_fitted_once_then_cached(checkpoint, tmp_path):
-    frames = first_grid_frames(2)
+    frames = first_face_frames(2)
     predictor = backend(
         checkpoint, tmp_path, window=2, overlap=0, align_to_template=True, landmark_detector=mediapipe_landmarks
     )
@@ -263,7 +263,7 @@ def test_template_alignment_is_fitted_once_then_cached(checkpoint, tmp_path):
     reason="needs the MediaPipe backend (model_runtime/backends/mediapipe_dense.py)",
 )
 def test_alignment_uses_the_mediapipe_backend_by_default(checkpoint, tmp_path):
-    frames = first_grid_frames(2)
+    frames = first_face_frames(2)
     predictor = backend(checkpoint, tmp_path, window=2, overlap=0, align_to_template=True)
     assert len(list(predictor.predict_frames(iter(frames), None))) == 2
     assert predictor.alignment is not None and predictor.alignment.summary()["pairs"] >= 30

@@ -24,16 +24,16 @@ def weights(tmp_path_factory):
     return write_random_weights(tmp_path_factory.mktemp("weights"))
 
 
-def test_network_capture_reconstructs_with_the_dense_mesh(grid_clip, weights, tmp_path):
+def test_network_capture_reconstructs_with_the_dense_mesh(face_clip, weights, tmp_path):
     options = CaptureOptions(frames="0:3", backend="faceanything", device="cpu", checkpoint=str(weights),
                              backend_options=NETWORK_OPTIONS)
-    summary = run_capture(grid_clip, tmp_path / "cap", options)
+    summary = run_capture(face_clip, tmp_path / "cap", options)
     assert summary.frames == summary.frames_with_face == 3
     folder = CaptureFolder(tmp_path / "cap")
     assert folder.canonical_space == RELEASE_SPACE_ID
     assert len(folder.manifest["backend"]["weights_sha256"]) == 64
     maps = folder.frame(1)
-    assert maps.frame_size == (360, 288) and maps.depth.shape == maps.mask.shape
+    assert maps.frame_size == (640, 360) and maps.depth.shape == maps.mask.shape
     assert maps.landmarks2d is None
 
     result = load_reconstruction(reconstruct(tmp_path / "cap", ReconstructOptions(mesh="dense")))
@@ -41,9 +41,9 @@ def test_network_capture_reconstructs_with_the_dense_mesh(grid_clip, weights, tm
     assert result.vertices.shape[1] > 100 and np.isfinite(result.vertices).all()
 
 
-def test_the_template_mesh_needs_the_template_space(grid_clip, weights, tmp_path):
+def test_the_template_mesh_needs_the_template_space(face_clip, weights, tmp_path):
     options = CaptureOptions(frames="0:1", backend="faceanything", device="cpu", checkpoint=str(weights),
                              backend_options=NETWORK_OPTIONS)
-    run_capture(grid_clip, tmp_path / "cap", options)
+    run_capture(face_clip, tmp_path / "cap", options)
     with pytest.raises(UserError, match="dense"):
         reconstruct(tmp_path / "cap", ReconstructOptions(mesh="template"))

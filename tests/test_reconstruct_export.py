@@ -1,12 +1,13 @@
 """CSV point tracks and OBJ/PLY meshes written from a reconstruction, read back."""
 import csv
+import shutil
 
 import numpy as np
 import pytest
 
 from model_runtime.errors import UserError
 from model_runtime.reconstruct import ReconstructOptions, reconstruct
-from model_runtime.reconstruct.export import export_mesh, export_tracks_csv
+from model_runtime.reconstruct.export import export_files, export_mesh, export_tracks_csv
 from model_runtime.reconstruction_format import load_reconstruction
 from tests.fixtures.synthetic import SyntheticClip, write_capture
 
@@ -73,3 +74,27 @@ def test_exports_explain_what_is_wrong(capture, tmp_path):
         export_mesh(capture, tmp_path / "face.stl")
     with pytest.raises(UserError, match="cannot write"):
         export_mesh(capture, tmp_path / "no" / "such" / "face.obj")
+
+
+def test_a_reconstruction_of_another_capture_is_refused(tmp_path):
+    from conftest import sample_file
+    from model_runtime.capture import CaptureOptions, run_capture
+
+    clip, options = sample_file("single_face.mp4"), CaptureOptions(frames="0:3")
+    run_capture(clip, tmp_path / "cap", options)
+    reconstruct(tmp_path / "cap", ReconstructOptions(density="low"))
+    export_tracks_csv(tmp_path / "cap", tmp_path / "tracks.csv")
+    shutil.copytree(tmp_path / "cap" / "reconstruction", tmp_path / "reconstruction of cap")
+    other = shutil.copy(clip, tmp_path / "other footage.mp4")  # another file: another capture
+    run_capture(other, tmp_path / "cap", CaptureOptions(frames="0:3", overwrite=True))
+    for leftover in ("a new capture", "a reconstruction copied in"):
+        with pytest.raises(UserError, match="reconstruct") as raised:
+            export_tracks_csv(tmp_path / "cap", tmp_path / "stale.csv")
+        assert raised.value.code == "no_reconstruction", leftover
+        with pytest.raises(UserError, match="reconstruct"):
+            export_files(tmp_path / "cap", {"livelink_csv": str(tmp_path / "stale livelink.csv")})
+        shutil.copytree(tmp_path / "reconstruction of cap", tmp_path / "cap" / "reconstruction", dirs_exist_ok=True)
+    assert "made from another capture" in raised.value.message and "other footage.mp4" in raised.value.message
+    assert not (tmp_path / "stale.csv").exists() and not (tmp_path / "stale livelink.csv").exists()
+    reconstruct(tmp_path / "cap", ReconstructOptions(density="low"))
+    assert export_tracks_csv(tmp_path / "cap", tmp_path / "new.csv").is_file()

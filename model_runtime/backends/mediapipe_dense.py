@@ -4,8 +4,10 @@ Per frame:
 
 1. Face Mesh (legacy solution, refined landmarks) gives 478 landmarks per face; with several
    faces the largest (landmark bounding box) is used. No face: ``FrameMaps.empty``. In a
-   sequence with the appearance stage on (the default), Face Mesh runs on a crop around the
-   previous frame's landmarks, and the appearance stage (``model_runtime/appearance.py``) then
+   sequence, Face Mesh runs in still-image mode on a crop around the previous frame's landmarks
+   (not in its own video mode, whose hidden state a resumed capture could not restore: a frame
+   depends only on its pixels and the previous frame's stored landmarks). With the appearance
+   stage on (the default), ``model_runtime/appearance.py`` then
    moves the landmarks onto what the pixels show; every later step, and so the dense maps, the
    meshes and the named points, uses the refined landmarks. Landmarks the stage flags hidden
    get zero confidence.
@@ -60,7 +62,7 @@ from model_runtime.errors import InputError, UserError
 from model_runtime.raster import Raster, mesh_window, rasterize
 from model_runtime.template import FaceTemplate, load_template
 
-BACKEND_VERSION = "3"
+BACKEND_VERSION = "4"
 WINDOW_MARGIN = 2
 RING_CONFIDENCE = 0.5
 """Confidence of a silhouette ring pixel relative to the face pixel whose triangle it extends."""
@@ -85,30 +87,24 @@ _PACKED_TAGS = {"tag": 0x0A, "length": 15, "x_tag": 0x0D, "y_tag": 0x15, "z_tag"
 class MediaPipeDenseBackend:
     """Dense depth and canonical maps from MediaPipe Face Mesh (see the module docstring).
 
-    max_faces:     faces MediaPipe looks for; the largest is used. By default one in video mode
-                   (MediaPipe then runs its detector only when it loses the face; looking for two
-                   runs it on every frame, about 1.2 ms, a fifth of the frame's time) and four for
-                   still images (the detector runs on every image anyway). Pass 2 for footage where
-                   a face passing in the background might take the track from the subject.
+    max_faces:     faces MediaPipe looks for in the whole frame (on an image, or to start a
+                   track); the largest is used. Default four: the detector runs anyway.
     static_images: treat every frame as an unrelated image (a single photo, or a folder of
                    unrelated photos when asked). Otherwise frames are a sequence.
     appearance:    in a sequence, refine the landmarks with the appearance stage
                    (``model_runtime/appearance.py``): tracks follow the skin's texture from frame
-                   to frame, anchored on the first frame with a face. Face Mesh then runs on a
-                   crop around the previous frame's refined landmarks, each frame on its own (its
-                   own video mode keeps hidden state, which would make a resumed capture differ).
-                   False gives MediaPipe's landmarks as they are (video mode).
+                   to frame, anchored on the first frame with a face. False gives Face Mesh's
+                   landmarks as they are (still on the crop around the previous frame's).
     """
 
     name = "mediapipe"
     canonical_space = CANONICAL_SPACE_ID
 
     def __init__(self, max_faces: int | None = None, static_images: bool = False,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
-                 appearance: bool = True):
-        tracking = appearance and not static_images
+                 min_detection_confidence: float = 0.5, appearance: bool = True):
+        tracking = not static_images  # on a crop around the previous frame's landmarks
         if max_faces is None:
-            max_faces = 4 if static_images or tracking else 1
+            max_faces = 4
         if max_faces < 1:
             raise UserError(f"max_faces is {max_faces}.", hint="Look for at least one face.", code="bad_option")
         self.template = load_template()
@@ -116,20 +112,19 @@ class MediaPipeDenseBackend:
         self.static_images = static_images
         self.version = (f"mediapipe-dense {BACKEND_VERSION} "
                         f"(mediapipe {mp.__version__}, template {self.template.space_id})")
-        self.appearance = tracking
+        self.appearance = appearance and tracking
         self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static_images or tracking,
+            static_image_mode=True,
             max_num_faces=max_faces,
             refine_landmarks=True,
             min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
         )
         self._detector = self._crop_mesh = None
-        self._tracker = AppearanceTracker(self.template.triangles) if tracking else None
+        self._tracker = AppearanceTracker(self.template.triangles) if self.appearance else None
         self._near_mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True,
             min_detection_confidence=min_detection_confidence) if tracking else None
-        self._tracked: np.ndarray | None = None  # the previous frame's refined landmark pixels
+        self._tracked: np.ndarray | None = None  # the previous frame's landmark pixels, float32 as stored
 
     def describe(self) -> dict:
         """Settings recorded in the capture manifest."""
@@ -139,16 +134,18 @@ class MediaPipeDenseBackend:
     def depends_on_history(self) -> bool:
         """Whether a frame's maps depend on the frames before it (then a resumed capture hands
         over the state with ``resume_tracking``)."""
-        return self.appearance
+        return not self.static_images
 
     def resume_tracking(self, previous: tuple[np.ndarray, np.ndarray] | None,
                         reference: tuple[np.ndarray, np.ndarray] | None) -> None:
         """Continue a sequence whose earlier frames another run computed: (RGB image, stored
         ``landmarks2d``) of the frame just before the next one (None without a face) and of the
         first frame with a face (the appearance stage's reference)."""
-        if self._tracker is None:
+        if self.static_images:
             return
         self._tracked = None if previous is None else np.asarray(previous[1], np.float32)
+        if self._tracker is None:
+            return
         self._tracker.resume(*(None if view is None else (to_gray(_checked_image(view[0])), view[1])
                                for view in (previous, reference)))
 
@@ -166,7 +163,7 @@ class MediaPipeDenseBackend:
             self.lose_track()
             return FrameMaps.empty(intrinsics, (width, height))
         normalized = largest_face(faces, (width, height))
-        if self._tracker is not None and self._tracked is None:
+        if not self.static_images and self._tracked is None:
             # A new track: Face Mesh again on the crop it will see from now on, so that its
             # landmarks do not shift with the change of crop on the next frame.
             normalized = (self._faces_near(image, landmark_pixels(normalized, (width, height))) or [normalized])[0]
@@ -175,11 +172,9 @@ class MediaPipeDenseBackend:
             tracked = self._tracker.update(to_gray(image), pixels, depth=1.0 + normalized[:, 2])
             pixels, hidden = tracked.pixels.astype(np.float64), tracked.hidden
         maps = dense_maps(pixels, normalized[:, 2], intrinsics, (width, height), self.template, hidden)
-        if self._tracker is not None:
-            if maps.has_face:
-                self._tracked = tracked.pixels
-            else:
-                self._tracked = None
+        if not self.static_images:
+            self._tracked = maps.landmarks2d if maps.has_face else None  # float32, as a resume reads them back
+            if self._tracker is not None and not maps.has_face:
                 self._tracker.reject_last()
         maps.extras["faces_found"] = len(faces)
         return maps

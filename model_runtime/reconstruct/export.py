@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..capture_folder import MANIFEST_NAME, CaptureFolder
 from ..errors import UserError
 from ..reconstruction_format import Reconstruction, load_reconstruction, reconstruction_dir
 
@@ -22,11 +23,12 @@ AXES = {"opengl": np.array([1.0, -1.0, -1.0]), "opencv": np.array([1.0, 1.0, 1.0
 
 
 def open_reconstruction(path: str | Path) -> Reconstruction:
-    """The reconstruction in a capture folder (or a reconstruction folder itself)."""
+    """The reconstruction in a capture folder (or a reconstruction folder itself), refused when
+    it does not belong to the capture beside it (other footage or settings, other frames)."""
     path = Path(path)
     folder = path if (path / "header.json").is_file() else reconstruction_dir(path)
     try:
-        return load_reconstruction(folder)
+        recon = load_reconstruction(folder)
     except FileNotFoundError as exc:
         raise UserError(
             f"{path} holds no reconstruction",
@@ -35,6 +37,24 @@ def open_reconstruction(path: str | Path) -> Reconstruction:
         ) from exc
     except ValueError as exc:
         raise UserError(str(exc), "Reconstruct the capture again with this version.", code="no_reconstruction") from exc
+    _check_belongs_to_capture(recon, folder)
+    return recon
+
+
+def _check_belongs_to_capture(recon: Reconstruction, folder: Path) -> None:
+    """A reconstruction is used only with the capture it was made from: after a new capture into
+    the folder (``--overwrite``, other footage) the old one must not pass for it."""
+    capture_dir = folder.parent
+    if not (capture_dir / MANIFEST_NAME).is_file():
+        return  # a reconstruction folder on its own, copied away from its capture
+    capture = CaptureFolder(capture_dir)
+    if recon.header.get("capture_fingerprint") != capture.fingerprint or recon.frame_count != capture.frame_count:
+        raise UserError(
+            f"the reconstruction in {folder} was made from another capture than the one in {capture_dir} "
+            f"(footage {capture.manifest['source']['path']})",
+            f"Reconstruct it again: python -m model_runtime reconstruct {capture_dir}",
+            code="no_reconstruction",
+        )
 
 
 def export_tracks_csv(capture_dir: str | Path, path: str | Path) -> Path:
@@ -80,6 +100,7 @@ def export_files(capture_dir: str | Path, options: dict) -> list[Path]:
     if not any(options.get(name) for name in ("tracks_csv", "livelink_csv", "mesh_file")):
         raise UserError("nothing to export", "Give --tracks-csv FILE, --livelink-csv FILE and/or --mesh-file FILE.obj|.ply.",
                         code="bad_option")
+    open_reconstruction(capture_dir)  # refused before anything is written when it is not this capture's
     written = []
     if options.get("tracks_csv"):
         written.append(export_tracks_csv(capture_dir, options["tracks_csv"]))

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .. import __version__
-from ..capture_folder import CaptureFolder
+from ..capture_folder import CaptureFolder, unwritable
 from ..contract import CANONICAL_SPACE_ID
 from ..errors import Cancelled, CaptureFolderError, UserError
 from ..expressions.curves import solve_capture
@@ -320,13 +320,19 @@ def _work_folder(target: Path) -> Iterator[Path]:
     beside it (``.partial-*.lock``) while it lives, which the system releases however the run
     ends; folders that killed runs left behind are removed first, those of runs still working
     on the same capture are not."""
-    _remove_abandoned(target)
-    fd, lock_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.partial-", suffix=".lock")
+    try:
+        _remove_abandoned(target)
+        fd, lock_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.partial-", suffix=".lock")
+    except OSError as exc:
+        raise unwritable(target.parent, exc) from exc
     folder = Path(lock_name.removesuffix(".lock"))
     try:
         with open(fd, "a+b") as lock:
             _try_lock(lock)  # a new file: nobody else holds it
-            folder.mkdir()
+            try:
+                folder.mkdir()
+            except OSError as exc:
+                raise unwritable(folder, exc) from exc
             yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -367,10 +373,13 @@ def _try_lock(handle) -> bool:
 
 def _replace(target: Path, new: Path) -> None:
     """Swap `new` in as `target`; the old folder is moved aside first, then deleted."""
-    if not target.exists():
+    try:
+        if not target.exists():
+            new.rename(target)
+            return
+        trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+        target.rename(trash / target.name)
         new.rename(target)
-        return
-    trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-    target.rename(trash / target.name)
-    new.rename(target)
+    except OSError as exc:
+        raise unwritable(target, exc) from exc
     shutil.rmtree(trash, ignore_errors=True)
