@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,13 +22,14 @@ def write_pc2_samples(
 ) -> None:
     """Write ``chunks`` of (n, vertex_count, 3) samples, ``sample_count`` in all, as a PC2 file.
 
-    Through a temporary file and a rename, so a reader never sees half a cache.
+    Through a temporary file and a rename, so a reader never sees half a cache; created with a
+    plain open, so its permissions follow the umask (a render farm's account can read it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             handle.write(PC2_HEADER.pack(PC2_SIGNATURE, 1, vertex_count, start, rate, sample_count))
             for chunk in chunks:
                 handle.write(np.ascontiguousarray(chunk, np.float32).tobytes())

@@ -2,6 +2,8 @@
 exporters keep: FBX (shape keys), Alembic and USD re-import with the captured vertices."""
 from __future__ import annotations
 
+import os
+
 from types import SimpleNamespace
 
 import bpy
@@ -137,3 +139,15 @@ def test_exports_reimport_with_the_captured_vertices(fresh_scene, tmp_path, file
         bpy.context.window.scene = fresh_scene
         bpy.data.batch_remove(list(imported.objects))
         bpy.data.scenes.remove(imported)
+
+
+def test_point_caches_follow_the_umask(tmp_path):
+    from faceanything_blender.scene.point_cache import write_pc2_samples
+
+    previous = os.umask(0o002)
+    try:
+        write_pc2_samples(tmp_path / "face.pc2", 2, 1, [np.zeros((1, 2, 3))], 1.0, 1.0)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "face.pc2").stat().st_mode & 0o777 == 0o664
+    assert read_pc2(tmp_path / "face.pc2").shape == (1, 2, 3)
