@@ -94,6 +94,15 @@ def real_runtime_python() -> Path:
 
 
 @pytest.fixture
+def face_clip() -> Path:
+    """Real face footage every clone has: the sample clip `make sample` fetches (72 frames)."""
+    clip = REPO / "cache" / "sample" / "single_face.mp4"
+    if not clip.is_file():
+        pytest.skip(f"the sample clip {clip} is absent: run `make sample`")
+    return clip
+
+
+@pytest.fixture
 def grid_clip() -> Path:
     clip = SHARED / "media" / "grid" / "bbaf2n.mpg"
     if not clip.is_file():

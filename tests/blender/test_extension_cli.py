@@ -56,9 +56,9 @@ def test_a_wrong_interpreter_fails_with_a_message(tmp_path):
     assert "hint:" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_capture_writes_the_blend_its_point_cache_and_a_preview(tmp_path, real_runtime_python, grid_clip):
+def test_capture_writes_the_blend_its_point_cache_and_a_preview(tmp_path, real_runtime_python, face_clip):
     blend, preview = tmp_path / "out" / "demo.blend", tmp_path / "out" / "preview.png"
-    done = run_cli(str(grid_clip), "-o", str(blend), "--preview", str(preview), "--frames", "1:10",
+    done = run_cli(str(face_clip), "-o", str(blend), "--preview", str(preview), "--frames", "1:10",
                    "--runtime-python", str(real_runtime_python), "--cache-dir", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert blend.is_file() and preview.stat().st_size > 0

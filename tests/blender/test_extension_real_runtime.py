@@ -1,4 +1,4 @@
-"""The panel's asynchronous path with the real runtime subprocess on a GRID clip: to the end
+"""The panel's asynchronous path with the real runtime subprocess on the sample clip: to the end
 (real reconstruction, real scene builder), cancel and resume, a killed runtime, Check runtime."""
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from conftest import REPO, pump_until_done, wait_for
 
 
 @pytest.fixture
-def real_settings(addon, scene, real_runtime_python, grid_clip):
+def real_settings(addon, scene, real_runtime_python, face_clip):
     addon.runtime_paths.get_preferences().runtime_python = str(real_runtime_python)
     settings = scene.faceanything
-    settings.footage_file = str(grid_clip)
+    settings.footage_file = str(face_clip)
     return settings
 
 

@@ -22,19 +22,19 @@ def network_capture(runtime_python, clip, folder):
                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
     options = [f"--backend-option={key}={json.dumps(value)}" for key, value in NETWORK_OPTIONS.items()]
     command = [str(runtime_python), "-m", "model_runtime", "capture", str(clip), "-o", str(folder / "cap"),
-               "--frames", "0:3", "--backend", "faceanything", "--device", "cpu", "--checkpoint", weights,
+               "--frames", "1:3", "--backend", "faceanything", "--device", "cpu", "--checkpoint", weights,
                *options, "--reconstruct", "--mesh", "dense"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return folder / "cap"
 
 
-def test_a_network_capture_builds_a_scene(scene, real_runtime_python, grid_clip, tmp_path):
-    capture_dir = network_capture(real_runtime_python, grid_clip, tmp_path)
-    made = build_capture(scene, capture_dir, footage=str(grid_clip))
+def test_a_network_capture_builds_a_scene(scene, real_runtime_python, face_clip, tmp_path):
+    capture_dir = network_capture(real_runtime_python, face_clip, tmp_path)
+    made = build_capture(scene, capture_dir, footage=str(face_clip))
     mesh = bpy.data.objects[made["mesh"]]
     assert len(mesh.data.vertices) > 100 and mesh.modifiers[0].type == "MESH_CACHE"
-    assert (scene.render.resolution_x, scene.render.resolution_y) == (360, 288)
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (640, 360)  # the sample clip's size
     assert scene.frame_end - scene.frame_start + 1 == 3
     scene.frame_set(scene.frame_start + 1)
     evaluated = mesh.evaluated_get(bpy.context.evaluated_depsgraph_get()).data
