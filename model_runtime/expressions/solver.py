@@ -157,11 +157,12 @@ class ExpressionSolver:
     def fit_projected(self, projected: np.ndarray, iterations: int | None = None, signed: bool = False) -> np.ndarray:
         """Weights of the shapes, then of the rigid modes, (T, S + 6), from the offsets already
         projected on both, (T, S + 6) = offsets @ columns.T; `signed` lets the shapes' weights
-        reach -1 and drops the L1 term (see `estimate_neutral`)."""
+        reach -1, drops the L1 term and holds the rigid modes at 0 (see `estimate_neutral`: on
+        real footage they would take up part of a held smile and let it pass for rest)."""
         sparsity = 0.0 if signed else self.settings.sparsity
         linear = (projected - sparsity * self.is_shape * self.size ** 2) / self.size
-        upper = np.where(self.is_shape, self.size, np.inf)
-        lower = np.where(self.is_shape, -self.size if signed else 0.0, -np.inf)
+        upper = np.where(self.is_shape, self.size, 0.0 if signed else np.inf)
+        lower = np.where(self.is_shape, -self.size if signed else 0.0, 0.0 if signed else -np.inf)
         temporal = self.settings.temporal * self.is_shape
         scaled = np.clip(linear @ np.linalg.inv(self.normal), lower, upper)
         previous, momentum, t = scaled, scaled, 1.0
