@@ -122,7 +122,8 @@ class ExpressionSolver:
         # basis is the skin's own motion: no capture, no bias.
         observed = self.settings.basis == "observed"
         self.landmark_pose_bias = load_pose_bias() if observed else np.zeros((4, 478, 3))
-        self.pose_bias = interpolate(self.landmark_pose_bias, template.triangles, triangle, weights)[:, self.fit_vertices]
+        pose_bias = interpolate(self.landmark_pose_bias, template.triangles, triangle, weights)
+        self.pose_bias = pose_bias[:, self.fit_vertices]
         # The head pose's small errors per frame are fitted beside the shapes (signed, unpenalised),
         # so that a face slightly tilted or shifted against the neutral is not read as an expression.
         columns = np.vstack([self.design, rigid_modes(np.asarray(canonical_vertices, np.float64)[self.fit_vertices])])
