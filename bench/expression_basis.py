@@ -23,12 +23,23 @@ Registration of ICT's neutral head onto the template:
 
 That is the ``geometric`` basis: how the skin moves. The capture does not see all of it: MediaPipe's
 landmarks follow an eyelid or a brow only part of the way (on ICT renders a full blink moves the
-upper-lid landmark 1.3 of 7.5 mm). With ``--observed`` the script also measures the ``observed``
-basis, how the capture sees each shape: it renders ICT's generic head facing the camera, at rest
-and making each of its expressions at OBSERVED_WEIGHT (render_gt.py through Blender's Python,
-cached under bench/cache/basis/), captures the frames with the default backend, reconstructs them
-without smoothing and takes each expression frame's landmark offsets from the rest frame, in the
-head frame, divided by the weight. The solver fits the observed basis by default.
+upper-lid landmark 1.3 of 7.5 mm). With ``--observed`` the script also measures, on renders of
+ICT's generic head (render_gt.py through Blender's Python, cached under bench/cache/basis/)
+captured with the default backend (appearance stage on) and reconstructed without smoothing:
+
+* the ``observed`` basis, how the capture sees each shape: the head faces the camera, at rest
+  in frame 0 and making each of its expressions at OBSERVED_WEIGHT in the frames after; a
+  shape's offsets are its frame's landmarks less the rest frame's, in the head frame, over the
+  weight. They are kept only where the geometric shape moves the skin (`support_masked`): the
+  rest is the capture's noise. (The appearance stage sees a jump from one expression to the
+  next here and loses a few points on the largest ones: jawOpen's chin landmark stays put. A
+  clip ramping each expression in and out, closer to geometric, scored worse on the curves
+  bench: 3 of 16 curves against 6.)
+* the ``pose_bias``: the head at rest turning through yaw and pitch (`pose_spec`); each
+  landmark's head-frame position, fitted linearly in the solver's `pose_terms`, says how the
+  capture bends a face at rest as it turns.
+
+The solver fits the observed basis, less the pose bias, by default.
 """
 from __future__ import annotations
 
@@ -66,15 +77,19 @@ UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 MOUTH_BAND_M = (0.006, 0.02)  # the lip rule applies this far beyond the corners (x) and the lip line (y)
 OBSERVED_WEIGHT = 0.7
+SUPPORT_M = 0.0003  # a geometric offset above this (metres at weight 1) marks skin that a shape moves
 OBSERVED_SEED = 7  # lighting and skin tone of the measuring render (not one of the benchmark's)
 OBSERVED_SIZE, OBSERVED_SAMPLES = 384, 16
+POSE_FRAMES = 48
+POSE_SWEEP_DEG = (25.0, 12.0)  # yaw and pitch amplitudes of the pose-bias measuring clip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="model_runtime.expressions.build_basis", description=__doc__.splitlines()[0])
     parser.add_argument("--ict", type=Path, default=ICT_PATH, help="ict_face_model.npz")
     parser.add_argument("--observed", action="store_true",
-                        help="also measure the observed basis (renders with Blender's Python: a few minutes)")
+                        help="also measure the observed basis and the pose bias (renders with Blender's Python "
+                             "the first time: a few minutes)")
     args = parser.parse_args(argv)
     if not args.ict.is_file():
         print(f"error: the ICT face model is missing: {args.ict}\n"
@@ -83,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     basis, distance = derive_basis(args.ict)
     arrays = {"names": np.array(ARKIT_NAMES), "basis": basis.astype(np.float32), "version": np.int32(BASIS_VERSION)}
     if args.observed:
-        arrays["observed"] = measure_observed_basis().astype(np.float32)
-    elif BASIS_PATH.is_file():  # keep the measured basis from the last --observed run
+        arrays["observed"] = support_masked(measure_observed_basis(), basis).astype(np.float32)
+        arrays["pose_bias"] = measure_pose_bias().astype(np.float32)
+    elif BASIS_PATH.is_file():  # keep the measured arrays from the last --observed run
         with np.load(BASIS_PATH, allow_pickle=False) as previous:
-            if "observed" in previous.files:
-                arrays["observed"] = previous["observed"]
+            arrays.update({key: previous[key] for key in ("observed", "pose_bias") if key in previous.files})
     np.savez_compressed(BASIS_PATH, **arrays)
     shutil.copyfile(args.ict.parent / "LICENSE", LICENSE_PATH)
     print(f"wrote {BASIS_PATH} ({basis.shape[0]} shapes x {basis.shape[1]} vertices); "
@@ -138,29 +153,76 @@ def observed_spec():
 
 def measure_observed_basis() -> np.ndarray:
     """(52, 478, 3): each ARKit shape as the capture sees it (see the module docstring)."""
+    spec, ict_names = observed_spec()
+    landmarks, _ = _captured_landmarks(spec, "observed")
+    offsets = (landmarks[1:] - landmarks[0]) / OBSERVED_WEIGHT  # (53, 478, 3) in ICT's order
+    observed = np.zeros((len(ARKIT_NAMES), 478, 3))
+    for name, offset in zip(ict_names, offsets):
+        observed[INDEX[_arkit_name(name)]] += offset
+    return observed
+
+
+def support_masked(observed: np.ndarray, geometric: np.ndarray) -> np.ndarray:
+    """The observed basis kept only where its shape moves the skin: within one ring of template
+    neighbours of a vertex that the geometric shape moves by more than SUPPORT_M at weight 1.
+    Elsewhere a measured offset is the capture's noise between two frames, not the shape, and
+    would let a mouth shape answer for a brow (crosstalk)."""
+    moved = (np.linalg.norm(geometric, axis=2) > SUPPORT_M).astype(np.float64)  # (52, 478)
+    triangles = load_template().triangles
+    neighbours = np.zeros((len(moved[0]), len(moved[0])))
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        neighbours[triangles[:, a], triangles[:, b]] = neighbours[triangles[:, b], triangles[:, a]] = 1.0
+    support = (moved + moved @ neighbours) > 0
+    return observed * support[:, :, None]
+
+
+def pose_spec():
+    """The pose-bias measuring clip: the measuring head at rest, turning smoothly through yaw and
+    pitch (a Lissajous sweep of POSE_SWEEP_DEG), facing the camera at frame 0."""
+    from bench.sequences import load_face_model, make_sequence
+
+    spec = make_sequence("talk", OBSERVED_SEED, POSE_FRAMES, OBSERVED_SIZE, model=load_face_model())
+    spec.identity = np.zeros_like(spec.identity)
+    spec.expressions = np.zeros_like(spec.expressions)
+    phase = 2 * np.pi * np.arange(POSE_FRAMES) / POSE_FRAMES
+    yaw, pitch = POSE_SWEEP_DEG
+    spec.head_angles = np.stack([yaw * np.sin(phase), pitch * np.sin(2 * phase), np.zeros(POSE_FRAMES)], axis=1)
+    spec.head_positions = np.repeat(spec.head_positions[:1], POSE_FRAMES, axis=0)
+    return spec
+
+
+def measure_pose_bias() -> np.ndarray:
+    """(POSE_TERMS, 478, 3): how the capture deforms a face at rest as the head turns, per vertex
+    in the head frame, linear in the terms of `pose_terms` (fitted over the measuring clip)."""
+    from model_runtime.expressions.solver import head_angles, pose_terms
+
+    landmarks, poses = _captured_landmarks(pose_spec(), "pose")
+    terms = pose_terms(head_angles(poses))
+    design = np.hstack([np.ones((len(terms), 1)), terms])
+    coefficients, *_ = np.linalg.lstsq(design, landmarks.reshape(len(landmarks), -1), rcond=None)
+    return coefficients[1:].reshape(terms.shape[1], -1, 3)
+
+
+def _captured_landmarks(spec, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Render (once, cached), capture and reconstruct (no smoothing) a measuring clip: its
+    template landmarks in the head frame (T, 478, 3) and its head poses (T, 4, 4)."""
     from bench.paths import CACHE
     from model_runtime.capture import CaptureOptions, run_capture
     from model_runtime.reconstruct import ReconstructOptions, reconstruct
     from model_runtime.reconstruction_format import load_reconstruction, reconstruction_dir
     from model_runtime.expressions.solver import to_head_frame
 
-    spec, ict_names = observed_spec()
-    folder = CACHE / "basis" / f"observed-{spec.fingerprint()}"
+    folder = CACHE / "basis" / f"{name}-{spec.fingerprint()}"
     if not (folder / "done.json").is_file():
         from bench.expression_curves import render_spec
 
-        print(f"rendering the {spec.frame_count} measuring frames...", flush=True)
+        print(f"rendering the {spec.frame_count} {name} measuring frames...", flush=True)
         render_spec(spec, folder, OBSERVED_SAMPLES)
     capture_dir = folder / "capture"
     run_capture(folder / "frames", capture_dir, CaptureOptions(focal=f"{spec.focal_px:g}px", overwrite=True))
     reconstruct(capture_dir, ReconstructOptions(smooth="off"))
     reconstruction = load_reconstruction(reconstruction_dir(capture_dir), memory_map=False)
-    landmarks = to_head_frame(reconstruction.vertices[:, :478], reconstruction.head_pose)
-    offsets = (landmarks[1:] - landmarks[0]) / OBSERVED_WEIGHT  # (53, 478, 3) in ICT's order
-    observed = np.zeros((len(ARKIT_NAMES), 478, 3))
-    for name, offset in zip(ict_names, offsets):
-        observed[INDEX[_arkit_name(name)]] += offset
-    return observed
+    return to_head_frame(reconstruction.vertices[:, :478], reconstruction.head_pose), reconstruction.head_pose
 
 
 def _arkit_name(ict_name: str) -> str:

@@ -9,11 +9,12 @@ writes bench/expressions/report.md by default.
    head motion of sequences.py, rendered once by render_gt.py through Blender's Python into
    bench/cache/expressions/.
 2. Each clip is captured with the default backend and reconstructed (template mesh, default
-   settings); ours solves the reconstruction (solver.solve_sequence). The baseline solves the
-   raw MediaPipe landmarks of the capture frames with MediaPipe's own head pose, the same way
-   (same basis, same solver, on the 478 landmark vertices). Ours is also solved with the
-   geometric basis instead of the observed one (build_basis.py says how the two differ; the
-   observed basis is measured on ICT renders like these, with another head, light and skin).
+   settings); ours solves the reconstruction (solver.solve_sequence). The baseline solves
+   MediaPipe's own landmarks (a second capture with the appearance stage off) with MediaPipe's
+   head pose, the same way (same basis, same solver, on the 478 landmark vertices). Ours is
+   also solved with the geometric basis instead of the observed one (expression_basis.py says
+   how the two differ; the observed basis is measured on ICT renders like these, with another
+   head, light and skin).
 3. Per curve over both clips: Pearson r and mean absolute error against the rendered weights;
    blinks (runs above 0.5) found, missed and invented; solver milliseconds per frame on the
    7,072-vertex template mesh.
@@ -166,7 +167,8 @@ def solve_clip(folder: Path, spec, workdir: Path) -> ClipResult:
     seconds = time.perf_counter() - started
     geometric = solve_sequence(reconstruction.vertices, reconstruction.head_pose, reconstruction.canonical_vertices,
                                settings=SolverSettings(basis="geometric"))
-    landmarks, poses = raw_landmarks(CaptureFolder(captured.path))
+    raw, _ = capture(folder / "frames", workdir / "raw", "mediapipe", spec.focal_px, appearance=False)
+    landmarks, poses = raw_landmarks(CaptureFolder(raw.path))
     template = load_template().vertices
     baseline = solve_sequence(landmarks, poses, template)
     truth = to_arkit(spec.expressions, load_face_model().expression_names)

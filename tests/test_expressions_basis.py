@@ -4,7 +4,7 @@ import pytest
 
 from bench import expression_basis as build_basis
 from model_runtime.expressions.arkit import ARKIT_NAMES, INDEX, match_shape_keys, normalise_name
-from model_runtime.expressions.solver import load_basis
+from model_runtime.expressions.solver import load_basis, load_pose_bias
 from model_runtime.template import load_template
 
 
@@ -55,9 +55,32 @@ def test_the_committed_basis_is_what_the_script_derives():
 def test_the_observed_basis_is_the_geometric_one_as_the_capture_sees_it():
     observed, geometric, marks = load_basis("observed"), load_basis("geometric"), load_template().landmarks
     assert observed.shape == geometric.shape and not np.array_equal(observed, geometric)
-    assert observed[INDEX["jawOpen"], marks["chin"], 1] < -0.01  # the chin drops
+    # the lower lip and the jaw line drop (the measuring frame loses the chin landmark itself:
+    # bench/expression_basis.py says why)
+    assert observed[INDEX["jawOpen"], marks["lower_lip_outer"], 1] < -0.01
+    assert observed[INDEX["jawOpen"], [marks["jaw_L_5"], marks["jaw_R_5"]], 1].max() < -0.005
     lid = marks["eye_upper_lid_L"]
     assert geometric[INDEX["eyeBlinkLeft"], lid, 1] < observed[INDEX["eyeBlinkLeft"], lid, 1] < -0.0005
     smile = observed[INDEX["mouthSmileLeft"], marks["mouth_corner_L"]]
     assert smile[0] > 0.002 and smile[1] > 0.002
     assert not observed[INDEX["tongueOut"]].any()
+
+
+def test_a_measured_shape_is_kept_only_on_the_skin_its_shape_moves():
+    template = load_template()
+    geometric = np.zeros((52, 478, 3))
+    geometric[INDEX["jawOpen"], template.landmarks["chin"], 1] = -0.02
+    kept = build_basis.support_masked(np.ones((52, 478, 3)), geometric)
+    moved = np.nonzero(kept[INDEX["jawOpen"]].any(axis=1))[0]
+    neighbours = np.unique(template.triangles[(template.triangles == template.landmarks["chin"]).any(axis=1)])
+    np.testing.assert_array_equal(moved, neighbours)  # the chin and its one ring of neighbours
+    assert not np.delete(kept, INDEX["jawOpen"], axis=0).any()  # shapes that move nothing keep nothing
+
+
+def test_the_committed_observed_basis_and_pose_bias_are_measured():
+    observed, marks = load_basis("observed"), load_template().landmarks
+    assert not observed[INDEX["eyeBlinkLeft"], marks["chin"]].any()  # a blink does not move the chin
+    assert not observed[INDEX["jawOpen"], marks["brow_inner_L"]].any()
+    bias = load_pose_bias()
+    assert bias.shape == (4, 478, 3) and np.isfinite(bias).all() and np.abs(bias).max() > 0
+    assert np.abs(bias).max() < 0.1  # metres per radian (squared): a bend, never a head's size

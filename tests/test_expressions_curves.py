@@ -40,6 +40,16 @@ def test_curves_are_written_beside_the_reconstruction(capture):
     assert curves.neutral_frame == -1
 
 
+def test_the_smile_held_to_the_end_of_the_clip_reads_with_an_estimated_neutral(capture):
+    """The sample clip is at rest, then smiles from about its 20th frame to its end: the
+    estimated neutral is the rest, not the smile that fills most of the clip."""
+    from model_runtime.expressions.arkit import INDEX
+
+    weights = load_expression_curves(solve_capture(capture).parent).weights
+    smile = weights[:, INDEX["mouthSmileLeft"]]
+    assert np.median(smile[:15]) < 0.1 and np.median(smile[25:]) > 0.3
+
+
 def test_a_chosen_neutral_frame_reads_as_rest(capture):
     curves = load_expression_curves(solve_capture(capture, neutral_frame=5).parent)
     assert curves.neutral_frame == 5

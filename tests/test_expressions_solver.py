@@ -6,7 +6,8 @@ import pytest
 from bench.sequences import rotation_matrix
 from model_runtime.expressions.arkit import ARKIT_NAMES, EXPRESSIVE, INDEX
 from model_runtime.expressions.solver import (EYEBALL_RADIUS_M, EYES, GAZE_SHAPES, TEMPLATE_FACING_CAMERA,
-                                              ExpressionSolver, SolverSettings, load_basis, solve_sequence)
+                                              ExpressionSolver, SolverSettings, head_angles, load_basis,
+                                              load_pose_bias, pose_terms, solve_sequence)
 from model_runtime.expressions.surface import closest_on_surface, interpolate
 from model_runtime.reconstruct.mesh import template_mesh
 from model_runtime.template import load_template
@@ -156,3 +157,35 @@ def test_a_neutral_frame_outside_the_clip_is_refused(mesh):
     vertices, poses = posed_clip(np.zeros((5, 52)), mesh.canonical, rng)
     with pytest.raises(ValueError, match="neutral frame 50"):
         solve_sequence(vertices, poses, mesh.canonical, solver=solver)
+
+
+def test_small_head_pose_errors_are_not_read_as_expressions(mesh, solver):
+    rng = np.random.default_rng(10)
+    truth = synthetic_weights(rng)
+    vertices, poses = posed_clip(truth, mesh.canonical, rng)
+    wrong = poses.copy()  # the pose the solver is given is off by up to 1.5 degrees and 1.5 mm
+    for t in range(len(wrong)):
+        wrong[t, :3, :3] = wrong[t, :3, :3] @ rotation_matrix(*rng.uniform(-1.5, 1.5, 3))
+        wrong[t, :3, 3] += rng.uniform(-0.0015, 0.0015, 3)
+    curves = solve_sequence(vertices, wrong, mesh.canonical, solver=solver)
+    others = [INDEX[n] for n in ARKIT_NAMES if n not in EXPRESSIVE and n not in GAZE_SHAPES]
+    assert np.abs(curves.weights[:, others]).mean() < 0.05
+    for name in ("jawOpen", "mouthSmileLeft", "browInnerUp", "mouthPucker"):
+        r = np.corrcoef(truth[:, INDEX[name]], curves.weights[:, INDEX[name]])[0, 1]
+        assert r > 0.85, f"{name}: r = {r:.3f}"
+
+
+def test_the_captures_pose_bias_is_not_read_as_expressions():
+    """A face at rest bent as the capture bends it when the head turns (the measured pose bias),
+    solved with the observed basis: every curve stays near rest."""
+    template = load_template()
+    rng = np.random.default_rng(11)
+    count = 40
+    angles = np.stack([25 * np.sin(np.linspace(0, 6, count)), 12 * np.sin(np.linspace(0, 9, count)),
+                       np.zeros(count)], axis=1)
+    _, poses = posed_clip(np.zeros((count, 52)), template.vertices, rng, angles)
+    bent = template.vertices + np.einsum("tk,kvd->tvd", pose_terms(head_angles(poses)), load_pose_bias())
+    vertices = np.matmul(bent, poses[:, :3, :3].transpose(0, 2, 1)) + poses[:, None, :3, 3]
+    curves = solve_sequence(vertices, poses, template.vertices)
+    fitted = [INDEX[n] for n in ARKIT_NAMES if n not in GAZE_SHAPES]
+    assert curves.weights[:, fitted].max() < 0.05

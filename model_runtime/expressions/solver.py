@@ -1,7 +1,9 @@
 """ARKit-52 expression weights, head pose and eye gaze per frame from a reconstruction.
 
 The reconstruction's vertices are brought into the head's canonical frame (rigid head motion
-removed with its head pose); what is left is identity plus expression. A per-user neutral (one
+removed with its head pose); what is left is identity plus expression. With the observed basis
+the capture's pose bias (how it bends a face at rest as the head turns, measured by
+bench/expression_basis.py, linear in `pose_terms`) is taken out too. A per-user neutral (one
 chosen frame, or estimated from the clip, see `ExpressionSolver.estimate_neutral`) removes the
 identity; the remaining offsets are fitted, all frames at once, against the expression basis carried onto the
 reconstruction's mesh (bench/expression_basis.py's offsets live on the template's 478 vertices; each mesh
@@ -9,12 +11,15 @@ vertex takes them at its closest point on the template surface; by default the b
 the capture sees each shape, see bench/expression_basis.py). The fit is bounded least squares,
 weights in [0, 1], with a small L1 term (a shape is used only when it pays: less crosstalk
 between look-alike shapes) and a temporal term (weights change smoothly between frames), solved
-with accelerated projected gradient (FISTA) on the (frames x shapes) array in one go.
+with accelerated projected gradient (FISTA) on the (frames x shapes) array in one go. Six rigid
+modes (a small shift and rotation of the whole face) are fitted beside the shapes, signed and
+unpenalised: what is left of the head pose's error is theirs, not a brow's or the jaw's.
 
 The eyeLook shapes and the gaze come from the iris centres relative to the eye corners (not
 from the fit: the eyeballs are not in the surface fit). The lids' shapes (eyeBlink, eyeWide) come
 from each eye's aperture, lid opening over eye width, relative to its rest (the neutral frame's,
-or the clip's median), scaled by the aperture change the basis's shape makes; their shapes are
+or the clip's median), scaled by the aperture change the basis's shape makes (the mean of the
+two eyes': the lids respond alike); their shapes are
 taken out of the offsets before the fit, so the lids' few millimetres do not have to compete with
 the brows and cheeks in it. tongueOut is never seen: it stays 0.
 Head rotation is (yaw, pitch, roll) in radians relative to a head facing the camera.
@@ -88,6 +93,16 @@ def load_basis(kind: str = "observed") -> np.ndarray:
     return basis
 
 
+@lru_cache(maxsize=1)
+def load_pose_bias() -> np.ndarray:
+    """(4, 478, 3) the capture's pose bias on the template (see `pose_terms`, measured by
+    bench/expression_basis.py --observed); zeros when it was never measured."""
+    with np.load(BASIS_PATH, allow_pickle=False) as data:
+        bias = data["pose_bias"].astype(np.float64) if "pose_bias" in data.files else np.zeros((4, 478, 3))
+    bias.setflags(write=False)
+    return bias
+
+
 class ExpressionSolver:
     """The fit for one mesh (its canonical vertices); reusable across clips on that mesh."""
 
@@ -102,38 +117,58 @@ class ExpressionSolver:
         candidates = np.nonzero(~on_iris)[0]
         self.fit_vertices = candidates[:: int(np.ceil(len(candidates) / MAX_FIT_VERTICES))]
         self.design = basis[fitted][:, self.fit_vertices].reshape(len(fitted), -1)  # (S, 3V')
+        # The observed basis is the capture's view of each shape; the capture also bends a face
+        # at rest as it turns (the pose bias), which is taken out before the fit. The geometric
+        # basis is the skin's own motion: no capture, no bias.
+        observed = self.settings.basis == "observed"
+        self.landmark_pose_bias = load_pose_bias() if observed else np.zeros((4, 478, 3))
+        pose_bias = interpolate(self.landmark_pose_bias, template.triangles, triangle, weights)
+        self.pose_bias = pose_bias[:, self.fit_vertices]
+        # The head pose's small errors per frame are fitted beside the shapes (signed, unpenalised),
+        # so that a face slightly tilted or shifted against the neutral is not read as an expression.
+        columns = np.vstack([self.design, rigid_modes(np.asarray(canonical_vertices, np.float64)[self.fit_vertices])])
+        self.shape_count = len(fitted)
         lids = [INDEX[n] for n in LID_SHAPES]
         self.lid_design = basis[lids][:, self.fit_vertices].reshape(len(lids), -1)  # (4, 3V')
-        self.lid_response = lid_response(template.vertices, template_basis)
+        # The two lids respond alike: their measured responses are averaged (half the noise).
+        measured = lid_response(template.vertices, template_basis).reshape(2, 2).mean(axis=0)
+        self.lid_response = np.tile(measured, 2)
         # A measured response too small to read (the capture barely widens the eye) would turn
         # noise into full weights: the skin's own (geometric) response stands in for it.
         fallback = lid_response(template.vertices, load_basis("geometric"))
         unreadable = (self.lid_response * np.sign(fallback)) < MIN_LID_RESPONSE
         self.lid_response = np.where(unreadable, fallback, self.lid_response)
-        # Each shape's weight is scaled by its size (the root of its normal-matrix diagonal):
+        # Each column's weight is scaled by its size (the root of its normal-matrix diagonal):
         # a unit-diagonal problem converges in far fewer iterations when small shapes (a blink)
         # sit beside large ones (jawOpen), and the L1 and temporal terms weigh every shape alike
         # relative to its own size.
-        normal = self.design @ self.design.T
+        self.columns = columns
+        normal = columns @ columns.T
         self.size = np.sqrt(np.diag(normal))
-        self.normal = normal / np.outer(self.size, self.size) + self.settings.ridge * np.eye(len(fitted))
+        self.normal = normal / np.outer(self.size, self.size) + self.settings.ridge * np.eye(len(columns))
+        self.is_shape = np.arange(len(columns)) < self.shape_count
         self.step = 1.0 / (np.linalg.eigvalsh(self.normal)[-1] + 4.0 * self.settings.temporal)
 
     def fit(self, offsets: np.ndarray, iterations: int | None = None) -> np.ndarray:
         """(T, S) weights in [0, 1] of FITTED_SHAPES for per-frame offsets of the fit vertices
         from the neutral, (T, V', 3)."""
-        return self.fit_projected(np.asarray(offsets, np.float64).reshape(len(offsets), -1) @ self.design.T, iterations)
+        flat = np.asarray(offsets, np.float64).reshape(len(offsets), -1)
+        return self.fit_projected(flat @ self.columns.T, iterations)[:, : self.shape_count]
 
     def fit_projected(self, projected: np.ndarray, iterations: int | None = None, signed: bool = False) -> np.ndarray:
-        """`fit` from the offsets already projected on the shapes, (T, S) = offsets @ design.T;
-        `signed` lets weights reach -1 and drops the L1 term (see `estimate_neutral`)."""
+        """Weights of the shapes, then of the rigid modes, (T, S + 6), from the offsets already
+        projected on both, (T, S + 6) = offsets @ columns.T; `signed` lets the shapes' weights
+        reach -1, drops the L1 term and holds the rigid modes at 0 (see `estimate_neutral`: on
+        real footage they would take up part of a held smile and let it pass for rest)."""
         sparsity = 0.0 if signed else self.settings.sparsity
-        linear = (projected - sparsity * self.size ** 2) / self.size
-        lower, upper = (-self.size if signed else 0.0), self.size
+        linear = (projected - sparsity * self.is_shape * self.size ** 2) / self.size
+        upper = np.where(self.is_shape, self.size, 0.0 if signed else np.inf)
+        lower = np.where(self.is_shape, -self.size if signed else 0.0, 0.0 if signed else -np.inf)
+        temporal = self.settings.temporal * self.is_shape
         scaled = np.clip(linear @ np.linalg.inv(self.normal), lower, upper)
         previous, momentum, t = scaled, scaled, 1.0
         for _ in range(iterations or self.settings.iterations):
-            gradient = momentum @ self.normal - linear + self.settings.temporal * _difference_laplacian(momentum)
+            gradient = momentum @ self.normal - linear + temporal * _difference_laplacian(momentum)
             scaled = np.clip(momentum - self.step * gradient, lower, upper)
             t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
             momentum = scaled + ((t - 1.0) / t_next) * (scaled - previous)
@@ -154,7 +189,7 @@ class ExpressionSolver:
         else:
             neutral = self.estimate_neutral(vertices)
         flat = vertices.reshape(len(vertices), -1)
-        fitted = self.fit_projected(flat @ self.design.T - neutral.reshape(-1) @ self.design.T)
+        fitted = self.fit_projected(flat @ self.columns.T - neutral.reshape(-1) @ self.columns.T)[:, : self.shape_count]
         weights = np.zeros((len(fitted), len(ARKIT_NAMES)), np.float32)
         weights[:, [INDEX[n] for n in FITTED_SHAPES]] = fitted
         weights[:, [INDEX[n] for n in LID_SHAPES]] = lid_weights
@@ -171,8 +206,8 @@ class ExpressionSolver:
         if len(vertices) > NEUTRAL_SAMPLE_FRAMES:
             vertices = vertices[np.linspace(0, len(vertices) - 1, NEUTRAL_SAMPLE_FRAMES).round().astype(int)]
         median = np.median(vertices, axis=0)
-        signed = self.fit_projected((vertices - median).reshape(len(vertices), -1) @ self.design.T, signed=True)
-        score = signed @ self.size
+        signed = self.fit_projected((vertices - median).reshape(len(vertices), -1) @ self.columns.T, signed=True)
+        score = signed[:, : self.shape_count] @ self.size[: self.shape_count]
         calmest = np.argsort(score)[: max(MIN_REST_FRAMES, int(REST_SHARE * len(vertices)))]
         return np.median(vertices[calmest], axis=0)
 
@@ -189,6 +224,22 @@ def _difference_laplacian(weights: np.ndarray) -> np.ndarray:
         result[:-1] -= step
         result[1:] += step
     return result
+
+
+def rigid_modes(points: np.ndarray) -> np.ndarray:
+    """(6, 3N) offsets of points (N, 3) under a small shift along x, y, z and a small rotation
+    about x, y, z through their centroid (metres per metre and per radian)."""
+    centred = points - points.mean(axis=0)
+    modes = [np.broadcast_to(axis, points.shape) for axis in np.eye(3)]
+    modes += [np.cross(axis, centred) for axis in np.eye(3)]
+    return np.stack([np.asarray(mode).reshape(-1) for mode in modes])
+
+
+def pose_terms(angles: np.ndarray) -> np.ndarray:
+    """(T, 4) yaw, pitch, yaw^2 and pitch^2 (radians) of head angles (T, 3): the terms in which
+    the capture's pose bias (data/arkit_basis.npz "pose_bias") is linear."""
+    yaw, pitch = angles[:, 0], angles[:, 1]
+    return np.stack([yaw, pitch, yaw ** 2, pitch ** 2], axis=1)
 
 
 def to_head_frame(vertices: np.ndarray, head_pose: np.ndarray) -> np.ndarray:
@@ -243,11 +294,10 @@ def lid_response(template_vertices: np.ndarray, template_basis: np.ndarray) -> n
     return response
 
 
-def lid_weights(apertures: np.ndarray, rest: np.ndarray, response: np.ndarray) -> np.ndarray:
-    """(T, 4) LID_SHAPES weights from apertures (T, 2) relative to the rest apertures (2,): a
+def lid_weights(change: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """(T, 4) LID_SHAPES weights from the eyes' relative aperture changes from rest (T, 2): a
     narrower eye is a blink, a wider one eyeWide, each scaled by its shape's response."""
-    change = apertures / rest - 1.0
-    weights = np.empty((len(apertures), len(LID_SHAPES)))
+    weights = np.empty((len(change), len(LID_SHAPES)))
     for k, name in enumerate(LID_SHAPES):
         weights[:, k] = change[:, 0 if name.endswith("Left") else 1] / response[k]
     return np.clip(weights, 0.0, 1.0)
@@ -272,14 +322,18 @@ def solve_sequence(vertices: np.ndarray, head_pose: np.ndarray, canonical_vertic
     (T, 478, 3) camera space for the gaze, default the mesh's first 478 vertices (a template mesh
     keeps the template's landmarks first)."""
     solver = solver or ExpressionSolver(canonical_vertices, settings)
+    terms = pose_terms(head_angles(head_pose))
     head_landmarks = to_head_frame(vertices[:, :478] if landmarks is None else landmarks, head_pose)
+    head_landmarks -= np.einsum("tk,kvd->tvd", terms, solver.landmark_pose_bias)
     neutral_frame = solver.settings.neutral_frame
     if neutral_frame is not None and not 0 <= neutral_frame < len(head_landmarks):
         raise ValueError(f"neutral frame {neutral_frame} is outside the clip (0..{len(head_landmarks) - 1})")
     apertures = eye_apertures(head_landmarks)
     rest_apertures = apertures[neutral_frame] if neutral_frame is not None else np.median(apertures, axis=0)
-    lids = lid_weights(apertures, rest_apertures, solver.lid_response)
-    weights, _, neutral_frame = solver.solve(to_head_frame(vertices[:, solver.fit_vertices], head_pose), lids)
+    change = apertures / rest_apertures - 1.0
+    fit_vertices = to_head_frame(vertices[:, solver.fit_vertices], head_pose)
+    fit_vertices -= np.einsum("tk,kvd->tvd", terms, solver.pose_bias)
+    weights, _, neutral_frame = solver.solve(fit_vertices, lid_weights(change, solver.lid_response))
     neutral_landmarks = head_landmarks[neutral_frame] if neutral_frame >= 0 else np.median(head_landmarks, axis=0)
     gaze = eye_gaze(head_landmarks, neutral_landmarks)
     for name, curve in eye_look_weights(gaze).items():
