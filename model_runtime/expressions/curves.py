@@ -13,7 +13,7 @@ import numpy as np
 from ..capture_folder import CaptureFolder
 from ..contract import CANONICAL_SPACE_ID
 from ..errors import UserError
-from ..reconstruction_format import load_reconstruction, reconstruction_dir, write_expression_curves
+from ..reconstruction_format import load_reconstruction, reconstruction_dir, vertex_columns, write_expression_curves
 from .arkit import ARKIT_NAMES
 from .solver import ExpressionCurves, SolverSettings, solve_sequence
 
@@ -47,10 +47,27 @@ def solve_capture(capture_dir: Path, neutral_frame: int | None = None) -> Path:
     landmarks = None
     if reconstruction.header.get("mesh_mode") != "template":
         landmarks = capture_landmarks(capture_dir, reconstruction.frame_count)
-    curves = solve_sequence(reconstruction.vertices, reconstruction.head_pose,
+    curves = solve_sequence(VerticesOnDisk(folder), reconstruction.head_pose,
                             reconstruction.canonical_vertices, landmarks=landmarks,
                             settings=SolverSettings(neutral_frame=neutral_frame))
     return write_expression_curves(folder, curve_arrays(curves))
+
+
+class VerticesOnDisk:
+    """A reconstruction's vertices as the solver indexes them (``[:, columns]``), read a run of
+    frames at a time (`reconstruction_format.vertex_columns`): the solver needs a few hundred
+    vertices of every frame, and a memory map of the whole array would stay resident."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __getitem__(self, key) -> np.ndarray:
+        frames, columns = key
+        if frames != slice(None):
+            raise IndexError("only whole clips are read: vertices[:, columns]")
+        if isinstance(columns, slice):
+            columns = np.arange(columns.stop)[columns]
+        return vertex_columns(self.folder, np.asarray(columns))
 
 
 def curve_arrays(curves: ExpressionCurves) -> dict:
