@@ -105,9 +105,10 @@ def test_points_under_an_occluder_are_hidden_and_come_back_on_the_right_spot():
 
 
 def test_frames_without_a_landmarker_guess_are_carried_by_flow_and_hidden_points_follow_the_seen_ones():
-    """A large occluder and no landmarks at all for a few frames (MediaPipe finds no face): the
-    seen points follow the texture, the covered ones move with them, and all are back on the
-    right spot afterwards."""
+    """A large occluder and no landmarks at all for eight frames (MediaPipe finds no face): the
+    seen points follow the texture, the covered ones move with them (by the seen ones' median
+    motion, so within a pixel or so under this rotating and scaling motion), and all are back
+    on the right spot afterwards."""
     image, (points, triangles) = textured_image(4), grid_mesh()
     tracker = AppearanceTracker(triangles)
     covered_box = (110, 110, 230, 290)  # x0, y0, x1, y1: most of the left half of the grid
@@ -130,8 +131,8 @@ def test_frames_without_a_landmarker_guess_are_carried_by_flow_and_hidden_points
         if t >= 24:
             errors_after.append(errors)
     assert np.mean(hidden_under) > 0.75, hidden_under
-    assert np.percentile(errors_far, 99) < 0.4, np.percentile(errors_far, 99)
-    assert np.median(errors_under) < 1.0, np.median(errors_under)
+    assert np.percentile(errors_far, 99) < 1.0, np.percentile(errors_far, 99)
+    assert np.median(errors_under) < 1.5, np.median(errors_under)
     assert np.max(errors_after) < 0.3, np.max(errors_after)
 
 

@@ -8,7 +8,10 @@ Per frame:
    previous frame's landmarks, and the appearance stage (``model_runtime/appearance.py``) then
    moves the landmarks onto what the pixels show; every later step, and so the dense maps, the
    meshes and the named points, uses the refined landmarks. Landmarks the stage flags hidden
-   get zero confidence.
+   get zero confidence. When Face Mesh loses a tracked face (a hand or an object in front of
+   most of it), the stage carries the track by flow alone, with the template's depths, as long
+   as no more than ``CARRY_MAX_HIDDEN`` of the points are hidden; the frame's
+   ``extras["faces_found"]`` is then 0.
 2. Landmark pixels: ``x = x_norm * W - 0.5``, ``y = y_norm * H - 0.5``. MediaPipe normalises by
    the image's edges (0 = left edge of the first pixel), the contract puts pixel centres at
    integer coordinates.
