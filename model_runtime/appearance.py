@@ -24,8 +24,11 @@ face crop at a fixed resolution (so the cost does not follow the frame size):
    tracks do not drift however long the clip.
 3. **Hidden points.** A point where the frame does not look like the warped reference (its
    window correlates poorly although the reference is textured there: an occluder, a closed
-   lid), or that neither check accepts, is flagged hidden and carried by MediaPipe's landmark,
-   which still places it plausibly; when the skin shows again step 2 pulls it back on the
+   lid), or that both flows carry out of the crop, is flagged hidden and carried by
+   MediaPipe's landmark, which still places it plausibly (a point that only fails the
+   forward-backward checks is not: on weak texture, e.g. a forehead in low-resolution footage,
+   Lucas-Kanade's checks fail often, and the point then keeps the guided motion and MediaPipe's
+   pull); when the skin shows again step 2 pulls it back on the
    right spot. On a frame where MediaPipe finds no face (a hand in front of most of it), flow
    alone carries the seen points and the hidden ones follow their median motion (an affine fit
    to the seen side extrapolates badly to the hidden side: EPE on the occluder clip 2.4 -> 2.5
@@ -175,15 +178,16 @@ class AppearanceTracker:
             before = self._warp_reference(previous, crop, carried, depth)
         else:
             carried, before = start, crop.cut(previous.gray)
-        moved, flow_error = _follow(_flatten_shading(before), flat_now, carried)
+        moved, flow_error, _ = _follow(_flatten_shading(before), flat_now, carried)
         flow_ok = flow_error <= FORWARD_BACKWARD_PX
         moved[~flow_ok] = carried[~flow_ok]
         warped = self._warp_reference(reference, crop, moved, depth)
-        aligned, alignment_error = _follow(_flatten_shading(warped), flat_now, moved)
-        trust = np.clip(1.0 - alignment_error / REFERENCE_FORWARD_BACKWARD_PX, 0.0, 1.0)
+        aligned, alignment_error, textured = _follow(_flatten_shading(warped), flat_now, moved)
+        trust = np.clip(1.0 - alignment_error / REFERENCE_FORWARD_BACKWARD_PX, 0.0, 1.0) * textured
         trust[np.linalg.norm(aligned - moved, axis=1) > MAX_CORRECTION_PX] = 0.0
         refined = moved + REFERENCE_GAIN * trust[:, None] * (aligned - moved)
-        hidden = (~flow_ok & (trust == 0)) | _covered(warped, now, refined)
+        lost = ~flow_ok & ~np.isfinite(alignment_error)
+        hidden = lost | _covered(warped, now, refined)
         if guess is not None:
             pull = MEDIAPIPE_PULL * (1.0 - trust[:, None])
             refined += pull * (guess - refined)
@@ -219,17 +223,21 @@ _LK_PARAMETERS = dict(winSize=(FLOW_WINDOW, FLOW_WINDOW), maxLevel=FLOW_LEVELS,
                       criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01))
 
 
-def _follow(source: np.ndarray, target: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``points`` of ``source`` carried into ``target`` by pyramidal Lucas-Kanade flow, and how far
-    the flow back misses them (crop pixels; infinite when carried out of the crop or lost). Both
-    images are already aligned at the points, so the flow is small and local."""
+def _follow(source: np.ndarray, target: np.ndarray, points: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``points`` of ``source`` carried into ``target`` by pyramidal Lucas-Kanade flow, how far
+    the flow back misses them (crop pixels; infinite when carried out of the crop) and whether
+    the window had texture to follow (where not, the point stays and misses by 0: no evidence
+    either way). Both images are already aligned at the points, so the flow is small and local."""
     points = np.asarray(points, np.float32)
-    moved, found, _ = cv2.calcOpticalFlowPyrLK(source, target, points, None, **_LK_PARAMETERS)
-    returned, found_back, _ = cv2.calcOpticalFlowPyrLK(target, source, moved, None, **_LK_PARAMETERS)
+    moved, textured, _ = cv2.calcOpticalFlowPyrLK(source, target, points, None, **_LK_PARAMETERS)
+    textured = textured[:, 0] == 1
+    moved[~textured] = points[~textured]
+    returned, _, _ = cv2.calcOpticalFlowPyrLK(target, source, moved, None, **_LK_PARAMETERS)
     moved, returned = moved.astype(np.float64), returned.astype(np.float64)
     size = source.shape[0]
-    inside = ((moved >= 0) & (moved <= size - 1)).all(axis=1) & (found[:, 0] == 1) & (found_back[:, 0] == 1)
-    return moved, np.where(inside, np.linalg.norm(returned - points, axis=1), np.inf)
+    inside = ((moved >= 0) & (moved <= size - 1)).all(axis=1)
+    return moved, np.where(inside, np.linalg.norm(returned - points, axis=1), np.inf), textured
 
 
 def _fit_affine(source: np.ndarray, target: np.ndarray) -> np.ndarray:
