@@ -10,8 +10,9 @@ face crop at a fixed resolution (so the cost does not follow the frame size):
    Lucas-Kanade flow in a ``FLOW_WINDOW`` window around it (on images whose shading is
    flattened by a local contrast normalisation), and kept only when the flow back brings it
    within ``FORWARD_BACKWARD_PX`` (a point whose neighbourhood changed, e.g. under an occluder,
-   fails). Flow only at the 478 points costs a few milliseconds where dense flow fields (DIS)
-   cost some 50 at equal accuracy. Chained flow alone drifts, so:
+   fails). Flow only at the 478 points costs a few milliseconds where four dense DIS fields
+   cost some 50, at a slightly higher error (``bench/appearance.md``). Chained flow alone
+   drifts, so:
 2. **Alignment against the reference frame** (the first frame tracked). The reference image is
    warped into the current frame's geometry, piecewise-affinely along the landmark mesh
    (``raster.py``, on a grid every ``WARP_STEP`` pixels, interpolated between: each pixel of
