@@ -1,7 +1,7 @@
 """The appearance stage, before and after, on rendered clips with exact ground truth.
 
     .venv-runtime/bin/python -m bench.appearance_ab [--frames 48] [--size 512] \
-        [STYLE-SEED ...] [--real CLIP ...] [--speed CLIP ...]
+        [STYLE-SEED ...] [--real CLIP ...]
 
 For every clip (rendered once into bench/cache/sequences/ by accuracy.rendered_sequence) and for
 both inputs, the PNG folder and the same frames encoded as an H.264 video, it captures with the
@@ -11,8 +11,7 @@ project before and after (reconstruction, smoothing on) and the "after" capture'
 landmark mesh carried the same way. Columns: 2D end-point error mean and median (px), jitter
 (px/frame^2), survival, 3D error of the seed points after rigid alignment (mm), mean per-vertex
 3D error of the reconstructed mesh (mm) and capture / reconstruction time per frame (ms).
-``--real`` adds the landmarks' jitter on real clips (GRID, the sample), stage off and on; ``--speed``
-the default path's time a frame (capture + reconstruction, stage off and on) over decode + Face Mesh alone.
+``--real`` adds the landmarks' jitter on real clips (GRID, the sample), stage off and on.
 """
 from __future__ import annotations
 
@@ -109,46 +108,19 @@ def real_clip_jitter(clip: Path, workdir: Path) -> tuple[float, float]:
     return result[0], result[1]
 
 
-def default_path_speed(clip: Path, workdir: Path) -> dict[str, float]:
-    """ms a frame on ``clip``: decode + Face Mesh alone (video mode), and the default path
-    (capture + reconstruction) with the appearance stage off and on, in this one process."""
-    import mediapipe as mp
-
-    from model_runtime.capture import CaptureOptions, run_capture
-    from model_runtime.reconstruct import ReconstructOptions, reconstruct
-
-    started, count = time.perf_counter(), 0
-    with mp.solutions.face_mesh.FaceMesh(max_num_faces=1, refine_landmarks=True) as mesh, av.open(str(clip)) as video:
-        for frame in video.decode(video=0):
-            mesh.process(frame.to_ndarray(format="rgb24"))
-            count += 1
-    result = {"decode + Face Mesh": 1000 * (time.perf_counter() - started) / count}
-    for appearance in (False, True):
-        folder = workdir / f"speed-{appearance}"
-        started = time.perf_counter()
-        frames = run_capture(clip, folder, CaptureOptions(appearance=appearance, overwrite=True)).frames
-        reconstruct(folder, ReconstructOptions())
-        result[f"default path, stage {'on' if appearance else 'off'}"] = 1000 * (time.perf_counter() - started) / frames
-    return result
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.appearance_ab", description=__doc__.splitlines()[0])
-    parser.add_argument("clips", nargs="*", help="STYLE-SEED, e.g. turn-12 (default: three clips, none with --speed)")
+    parser.add_argument("clips", nargs="*", default=DEFAULT_CLIPS, help="STYLE-SEED, e.g. turn-12")
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--inputs", default="video,png")
     parser.add_argument("--real", nargs="*", default=[], type=Path, help="real clips to report landmark jitter on")
-    parser.add_argument("--speed", nargs="*", default=[], type=Path,
-                        help="clips to time the default path on, stage off and on, against decode + Face Mesh")
     args = parser.parse_args(argv)
     settings = Settings(frame_count=args.frames, image_size=args.size)
-    clips = args.clips or ([] if args.speed else DEFAULT_CLIPS)
-    if clips:
-        print("| clip | input | method | EPE mean | EPE median | jitter | survival | 3D pts mm | 3D mesh mm "
-              "| capture ms/f | reconstruct ms/f |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for clip in clips:
+    print("| clip | input | method | EPE mean | EPE median | jitter | survival | 3D pts mm | 3D mesh mm "
+          "| capture ms/f | reconstruct ms/f |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for clip in args.clips:
         style, seed = clip.rsplit("-", 1)
         rendered, _ = rendered_sequence(style, int(seed), settings)
         with tempfile.TemporaryDirectory() as tmp:
@@ -167,12 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             before, after = real_clip_jitter(clip, Path(tmp))
         print(f"| {clip.name} | {before:.3f} | {after:.3f} | {after / before:.2f} |", flush=True)
-    for clip in args.speed:
-        with tempfile.TemporaryDirectory() as tmp:
-            times = default_path_speed(clip, Path(tmp))
-        alone = times["decode + Face Mesh"]
-        print(f"\n{clip.name}: " + ", ".join(f"{name} {ms:.1f} ms/frame ({alone / ms:.2f}x)" for name, ms in times.items()),
-              flush=True)
     return 0
 
 

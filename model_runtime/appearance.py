@@ -6,18 +6,14 @@ face crop at a fixed resolution (so the cost does not follow the frame size):
 
 1. **Flow from the previous frame.** The previous frame is first warped along the landmark
    mesh by (mostly the affine part of) MediaPipe's motion, so that the flow has only small,
-   local motion left; every landmark of frame t-1 is then moved to frame t by sparse pyramidal
-   Lucas-Kanade flow in a ``FLOW_WINDOW`` window around it (on images whose shading is
-   flattened by a local contrast normalisation), and kept only when the flow back brings it
-   within ``FORWARD_BACKWARD_PX`` (a point whose neighbourhood changed, e.g. under an occluder,
-   fails). Flow only at the 478 points costs a few milliseconds where four dense DIS fields
-   cost some 50, at a slightly higher error (``bench/appearance.md``). Chained flow alone
-   drifts, so:
+   local motion left; every landmark of frame t-1 is then moved by dense optical flow (OpenCV's
+   DIS, on images whose shading is flattened by a local contrast normalisation) to frame t, and
+   kept only when the backward flow brings it back within ``FORWARD_BACKWARD_PX`` (a point
+   whose neighbourhood changed, e.g. under an occluder, fails). Chained flow alone drifts, so:
 2. **Alignment against the reference frame** (the first frame tracked). The reference image is
    warped into the current frame's geometry, piecewise-affinely along the landmark mesh
-   (``raster.py``, on a grid every ``WARP_STEP`` pixels, interpolated between: each pixel of
-   the current crop gets the reference pixel that the mesh maps onto it; the z-buffer keeps the
-   surface in front), so the patch around landmark i shows the
+   (``raster.py``: each pixel of the current crop gets the reference pixel that the mesh maps
+   onto it; the z-buffer keeps the surface in front), so the patch around landmark i shows the
    reference's skin as it would look at the landmark's predicted place, pose and expression
    included. Flow from that warped reference to the current crop then measures, at each
    landmark, how far the prediction is from where the skin really is; a forward-backward check
@@ -25,15 +21,9 @@ face crop at a fixed resolution (so the cost does not follow the frame size):
    tracks do not drift however long the clip.
 3. **Hidden points.** A point where the frame does not look like the warped reference (its
    window correlates poorly although the reference is textured there: an occluder, a closed
-   lid), or that both flows carry out of the crop, is flagged hidden and carried by
-   MediaPipe's landmark, which still places it plausibly (a point that only fails the
-   forward-backward checks is not: on weak texture, e.g. a forehead in low-resolution footage,
-   Lucas-Kanade's checks fail often, and the point then keeps the guided motion and MediaPipe's
-   pull); when the skin shows again step 2 pulls it back on the
-   right spot. On a frame where MediaPipe finds no face (a hand in front of most of it), flow
-   alone carries the seen points and the hidden ones follow their median motion (an affine fit
-   to the seen side extrapolates badly to the hidden side: EPE on the occluder clip 2.4 -> 2.5
-   px; where MediaPipe has a guess, 2.2 -> 2.9 px on the 45 degree turn).
+   lid), or that neither check accepts, is flagged hidden and carried by MediaPipe's landmark,
+   which still places it plausibly; when the skin shows again step 2 pulls it back on the
+   right spot.
 
 Every other point is pulled toward MediaPipe's landmark by ``MEDIAPIPE_PULL`` times one minus
 its trust in the reference alignment, so that a point the reference cannot confirm (a 45
@@ -55,16 +45,12 @@ import numpy as np
 
 from model_runtime.raster import rasterize
 
-FLOW_WINDOW = 13
-"""Side (crop pixels) of the Lucas-Kanade window around each landmark."""
-FLOW_LEVELS = 2
-"""Pyramid levels of the Lucas-Kanade flow above the crop itself."""
+FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+"""DIS flow preset: MEDIUM halves FAST's error on fast motion (1.1 vs 1.25 px a step on a 45 degree turn)."""
 CROP_SIZE = 320
 """Side of the square face crop (pixels) the flow runs on, whatever the frame size."""
 CROP_MARGIN = 0.15
 """The crop extends the landmarks' bounding box by this fraction of its longer side on every side."""
-WARP_STEP = 4
-"""Spacing (crop pixels) at which the reference warp's map is rasterised (see ``_warp_reference``)."""
 FORWARD_BACKWARD_PX = 1.2
 """Largest forward-backward disagreement (crop pixels) of a trusted frame-to-frame flow vector."""
 REFERENCE_FORWARD_BACKWARD_PX = 1.5
@@ -119,6 +105,7 @@ class AppearanceTracker:
     def __init__(self, triangles: np.ndarray, crop_size: int = CROP_SIZE):
         self.triangles = np.asarray(triangles, np.int64)
         self.crop_size = crop_size
+        self._flow = cv2.DISOpticalFlow_create(int(FLOW_PRESET))
         self._previous: _View | None = None
         self._reference: _View | None = None
 
@@ -166,7 +153,6 @@ class AppearanceTracker:
         previous, reference = self._previous, self._reference
         crop = _Crop.around(previous.points, self.crop_size)
         now = crop.cut(gray)
-        flat_now = _flatten_shading(now)
         guess = crop.to_crop(detected) if detected is not None else None
         start = crop.to_crop(previous.points)
         if guess is not None:
@@ -179,66 +165,46 @@ class AppearanceTracker:
             before = self._warp_reference(previous, crop, carried, depth)
         else:
             carried, before = start, crop.cut(previous.gray)
-        moved, flow_error, _ = _follow(_flatten_shading(before), flat_now, carried)
+        moved, flow_error = self._follow(before, now, carried)
         flow_ok = flow_error <= FORWARD_BACKWARD_PX
         moved[~flow_ok] = carried[~flow_ok]
         warped = self._warp_reference(reference, crop, moved, depth)
-        aligned, alignment_error, textured = _follow(_flatten_shading(warped), flat_now, moved)
-        trust = np.clip(1.0 - alignment_error / REFERENCE_FORWARD_BACKWARD_PX, 0.0, 1.0) * textured
+        aligned, alignment_error = self._follow(warped, now, moved)
+        trust = np.clip(1.0 - alignment_error / REFERENCE_FORWARD_BACKWARD_PX, 0.0, 1.0)
         trust[np.linalg.norm(aligned - moved, axis=1) > MAX_CORRECTION_PX] = 0.0
         refined = moved + REFERENCE_GAIN * trust[:, None] * (aligned - moved)
-        lost = ~flow_ok & ~np.isfinite(alignment_error)
-        hidden = lost | _covered(warped, now, refined)
+        hidden = (~flow_ok & (trust == 0)) | _covered(warped, now, refined)
         if guess is not None:
             pull = MEDIAPIPE_PULL * (1.0 - trust[:, None])
             refined += pull * (guess - refined)
             refined[hidden] = guess[hidden]
-        elif not hidden.all():
-            # No MediaPipe guess: hidden points follow the seen ones' (median) motion.
-            refined[hidden] = start[hidden] + np.median(refined[~hidden] - start[~hidden], axis=0)
         return TrackedLandmarks(_float32(crop.to_frame(refined)), hidden)
+
+    def _follow(self, source: np.ndarray, target: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``points`` of ``source`` carried into ``target`` by dense flow, and how far the
+        backward flow misses them (crop pixels; infinite when carried out of the crop)."""
+        source, target = _flatten_shading(source), _flatten_shading(target)
+        forward = self._flow.calc(source, target, None)
+        backward = self._flow.calc(target, source, None)
+        moved = points + _sample(forward, points)
+        returned = moved + _sample(backward, moved)
+        size = source.shape[0]
+        inside = ((moved >= 0) & (moved <= size - 1)).all(axis=1)
+        return moved, np.where(inside, np.linalg.norm(returned - points, axis=1), np.inf)
 
     def _warp_reference(self, reference: _View, crop: "_Crop", points: np.ndarray, depth: np.ndarray | None
                         ) -> np.ndarray:
         """The reference frame drawn in the current crop's geometry: along the mesh with its
         vertices at ``points``, and by the affine map that best fits the landmarks around it
-        (so that points on the face's outline have their surroundings too). The map from crop
-        pixels to reference pixels is rasterised every ``WARP_STEP`` pixels and interpolated
-        between: it is affine within each triangle, so little is lost, and the rasteriser's
-        cost falls by ``WARP_STEP`` squared."""
-        coarse = crop.size // WARP_STEP + 2
+        (so that points on the face's outline have their surroundings too)."""
+        size = crop.size
         depth = np.ones(len(points)) if depth is None else np.asarray(depth, np.float64)
-        raster = rasterize(points / WARP_STEP, depth, self.triangles, (0, 0, coarse, coarse),
-                           attributes=reference.points)
+        raster = rasterize(points, depth, self.triangles, (0, 0, size, size), attributes=reference.points)
         affine = _fit_affine(points, reference.points).astype(np.float32)
-        grid = np.mgrid[0:coarse, 0:coarse][::-1].transpose(1, 2, 0).astype(np.float32) * WARP_STEP
+        grid = np.mgrid[0:size, 0:size][::-1].transpose(1, 2, 0).astype(np.float32)
         source = np.where(raster.mask[..., None], raster.attributes, grid @ affine[:, :2].T + affine[:, 2])
-        upsample = np.array([[1 / WARP_STEP, 0, 0], [0, 1 / WARP_STEP, 0]], np.float32)
-        source = cv2.warpAffine(source, upsample, (crop.size, crop.size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_REPLICATE)
         return cv2.remap(reference.gray, source[..., 0], source[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
-
-
-_LK_PARAMETERS = dict(winSize=(FLOW_WINDOW, FLOW_WINDOW), maxLevel=FLOW_LEVELS,
-                      criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.01))
-
-
-def _follow(source: np.ndarray, target: np.ndarray, points: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``points`` of ``source`` carried into ``target`` by pyramidal Lucas-Kanade flow, how far
-    the flow back misses them (crop pixels; infinite when carried out of the crop) and whether
-    the window had texture to follow (where not, the point stays and misses by 0: no evidence
-    either way). Both images are already aligned at the points, so the flow is small and local."""
-    points = np.asarray(points, np.float32)
-    moved, textured, _ = cv2.calcOpticalFlowPyrLK(source, target, points, None, **_LK_PARAMETERS)
-    textured = textured[:, 0] == 1
-    moved[~textured] = points[~textured]
-    returned, _, _ = cv2.calcOpticalFlowPyrLK(target, source, moved, None, **_LK_PARAMETERS)
-    moved, returned = moved.astype(np.float64), returned.astype(np.float64)
-    size = source.shape[0]
-    inside = ((moved >= 0) & (moved <= size - 1)).all(axis=1)
-    return moved, np.where(inside, np.linalg.norm(returned - points, axis=1), np.inf), textured
 
 
 def _fit_affine(source: np.ndarray, target: np.ndarray) -> np.ndarray:

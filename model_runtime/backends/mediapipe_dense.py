@@ -10,10 +10,7 @@ Per frame:
    stage on (the default), ``model_runtime/appearance.py`` then
    moves the landmarks onto what the pixels show; every later step, and so the dense maps, the
    meshes and the named points, uses the refined landmarks. Landmarks the stage flags hidden
-   get zero confidence. When Face Mesh loses a tracked face (a hand or an object in front of
-   most of it), the stage carries the track by flow alone, with the template's depths, as long
-   as no more than ``CARRY_MAX_HIDDEN`` of the points are hidden; the frame's
-   ``extras["faces_found"]`` is then 0.
+   get zero confidence.
 2. Landmark pixels: ``x = x_norm * W - 0.5``, ``y = y_norm * H - 0.5``. MediaPipe normalises by
    the image's edges (0 = left edge of the first pixel), the contract puts pixel centres at
    integer coordinates.
@@ -74,9 +71,6 @@ MAX_EXTRAPOLATION = 1.0
 triangle it extends: a sliver seen edge-on at the silhouette has no trustworthy plane a pixel away."""
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 LANDMARK_COUNT = 478
-CARRY_MAX_HIDDEN = 0.97
-"""Largest share of hidden points with which the appearance stage carries a track through a frame
-where Face Mesh finds no face."""
 TRACKING_CROP = 256
 """Side (pixels) of the square crop Face Mesh sees while the appearance stage tracks a face."""
 TRACKING_CROP_EXTENT = 1.8
@@ -166,11 +160,8 @@ class MediaPipeDenseBackend:
             faces = self._mesh.process(image).multi_face_landmarks
             faces = [landmark_array(face) for face in faces] if faces else self._small_faces(image)
         if not faces:
-            maps = self._carry(image, intrinsics) if self._tracked is not None else None
-            if maps is None:
-                self.lose_track()
-                return FrameMaps.empty(intrinsics, (width, height))
-            return maps
+            self.lose_track()
+            return FrameMaps.empty(intrinsics, (width, height))
         normalized = largest_face(faces, (width, height))
         if not self.static_images and self._tracked is None:
             # A new track: Face Mesh again on the crop it will see from now on, so that its
@@ -186,28 +177,6 @@ class MediaPipeDenseBackend:
             if self._tracker is not None and not maps.has_face:
                 self._tracker.reject_last()
         maps.extras["faces_found"] = len(faces)
-        return maps
-
-    def _carry(self, image: np.ndarray, intrinsics: np.ndarray) -> FrameMaps | None:
-        """A frame where Face Mesh finds no face although a track runs (a hand or an object in
-        front of the face, motion blur): the appearance stage carries the landmarks by flow
-        alone, with the template's depths in the previous frame's pose. The track ends (None)
-        when more than ``CARRY_MAX_HIDDEN`` of the points fail its checks."""
-        height, width = image.shape[:2]
-        previous_z = template_relative_z(self._tracked.astype(np.float64), intrinsics, width, self.template)
-        if previous_z is None:
-            return None
-        tracked = self._tracker.update(to_gray(image), None, depth=1.0 + previous_z)
-        pixels = tracked.pixels.astype(np.float64)
-        relative_z = template_relative_z(pixels, intrinsics, width, self.template)
-        maps = None
-        if tracked.hidden.mean() <= CARRY_MAX_HIDDEN and relative_z is not None:
-            maps = dense_maps(pixels, relative_z, intrinsics, (width, height), self.template, tracked.hidden)
-        if maps is None or not maps.has_face:
-            self._tracker.reject_last()
-            return None
-        self._tracked = tracked.pixels
-        maps.extras["faces_found"] = 0
         return maps
 
     def lose_track(self) -> None:
@@ -404,19 +373,6 @@ def fit_head_pose(pixels: np.ndarray, intrinsics: np.ndarray, template: FaceTemp
     pose[:3, :3] = cv2.Rodrigues(rotation_vector)[0]
     pose[:3, 3] = translation[:, 0]
     return pose
-
-
-def template_relative_z(pixels: np.ndarray, intrinsics: np.ndarray, width: int, template: FaceTemplate
-                        ) -> np.ndarray | None:
-    """MediaPipe-style relative z (image-width units, 0 on average over the rigid points) of the
-    template posed on ``pixels``; None when no pose fits. The inverse of ``landmark_depths`` for a
-    face with the template's shape."""
-    pose = fit_head_pose(pixels, intrinsics, template)
-    if pose is None:
-        return None
-    depths = template.vertices @ pose[2, :3] + pose[2, 3]
-    anchor_depth = float(depths[template.rigid].mean())
-    return (depths - anchor_depth) * intrinsics[0, 0] / (width * anchor_depth)
 
 
 def landmark_depths(relative_z: np.ndarray, pose: np.ndarray, intrinsics: np.ndarray, width: int,
