@@ -30,13 +30,6 @@ LOG_TAIL_LINES = 12
 SHUTDOWN_GRACE_S = 10.0
 CANCEL_GRACE_S = 15.0
 EXITED = "runtime_exited"
-# The stage after which a job of each type is over (a `finished` event for it ends the job).
-FINAL_STAGES = {
-    "capture": {"capture"},
-    "reconstruct": {"reconstruct"},
-    "capture_reconstruct": {"reconstruct", "capture_reconstruct"},
-    "export": {"export"},
-}
 
 _live_clients: weakref.WeakSet[RuntimeClient] = weakref.WeakSet()
 
@@ -86,7 +79,9 @@ def is_terminal(request_type: str, event: dict) -> bool:
         return True
     if request_type == "health":
         return kind == "health"
-    return kind == "cancelled" or (kind == "finished" and event.get("stage") in FINAL_STAGES.get(request_type, ()))
+    stages = runtime_module("protocol").JOB_STAGES.get(request_type, ())
+    # A job is over after a `finished` event for its last stage.
+    return kind == "cancelled" or (kind == "finished" and bool(stages) and event.get("stage") == stages[-1])
 
 
 class RuntimeClient:

@@ -238,7 +238,7 @@ def lock_capture_folder(capture_dir: Path) -> Iterator[None]:
     except OSError as exc:
         raise unwritable(path, exc) from exc
     with handle:
-        if not _try_lock(handle):
+        if not try_lock(handle):
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise CaptureFolderError(
@@ -252,7 +252,7 @@ def lock_capture_folder(capture_dir: Path) -> Iterator[None]:
         yield
 
 
-def _try_lock(handle) -> bool:
+def try_lock(handle) -> bool:
     """Lock the open file `handle` for this process until it is closed (or the process ends);
     False when another process holds the lock."""
     try:

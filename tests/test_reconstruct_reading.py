@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_runtime.capture_folder import CaptureFolder, frame_path
+from model_runtime.capture_folder import CaptureFolder, frame_path, try_lock
 from model_runtime.errors import Cancelled, CaptureFolderError, UserError
 from model_runtime.reconstruct import ReconstructOptions, pipeline, reading, reconstruct
 from model_runtime.reconstruction_format import load_reconstruction, reconstruction_dir
@@ -142,7 +142,7 @@ def test_the_next_run_removes_what_killed_runs_left_but_not_a_running_ones(captu
     running = capture / ".reconstruction.partial-running"
     running.mkdir()
     with open(capture / ".reconstruction.partial-running.lock", "a+b") as lock:
-        assert pipeline._try_lock(lock)  # as the running reconstruction holds it
+        assert try_lock(lock)  # as the running reconstruction holds it
         run(capture)
         assert leftovers(capture) == [".reconstruction.partial-running", ".reconstruction.partial-running.lock"]
     run(capture)  # the lock is free now: that run is over

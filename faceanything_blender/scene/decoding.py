@@ -20,7 +20,7 @@ import bpy
 import numpy as np
 
 from ..runtime_paths import UserError, dev_checkout_python, get_preferences, preferred_runtime_python, runtime_source_root
-from .preview import render_footage_frames
+from .preview import read_image, render_footage_frames
 
 # Captured frames compared: enough to span a group of pictures (12-15 frames in MPEG-1/2).
 SAMPLE_FRAMES = 16
@@ -93,17 +93,7 @@ def runtime_frames(python: Path, footage: Path, indices: list[int]) -> dict[int,
 def blender_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, scene_frames: list[int]) -> list[np.ndarray]:
     """What the camera background shows at ``scene_frames`` (RGB, row 0 at the top)."""
     with tempfile.TemporaryDirectory(prefix="faceanything-shown-") as folder:
-        pictures = []
-        for path in render_footage_frames(scene, clip, scene_frames, Path(folder)):
-            image = bpy.data.images.load(str(path))
-            try:
-                width, height = image.size
-                pixels = np.empty(width * height * 4, np.float32)
-                image.pixels.foreach_get(pixels)
-            finally:
-                bpy.data.images.remove(image)
-            pictures.append(pixels.reshape(height, width, 4)[::-1, :, :3] * 255.0)
-        return pictures
+        return [read_image(path)[:, :, :3] for path in render_footage_frames(scene, clip, scene_frames, Path(folder))]
 
 
 def check_footage_decoding(

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
+import numpy as np
 
 # How opaque the mesh is over the footage, so the face stays visible underneath.
 MESH_OPACITY = 0.75
@@ -81,6 +82,18 @@ def render_preview(scene: bpy.types.Scene, path: Path | str, frame: int | None =
         if tree is not None:
             bpy.data.node_groups.remove(tree)
     return path
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 4) float pixel values in 0..255 of an image file, row 0 at the top."""
+    image = bpy.data.images.load(str(path))
+    try:
+        width, height = image.size
+        pixels = np.empty(width * height * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    return pixels.reshape(height, width, 4)[::-1] * 255.0  # Blender stores rows bottom-up
 
 
 def render_footage_frames(scene: bpy.types.Scene, clip: bpy.types.MovieClip, frames, folder: Path) -> list[Path]:

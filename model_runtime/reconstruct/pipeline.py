@@ -17,7 +17,6 @@ cannot remove its temporary folder; the next run on the capture does (`_work_fol
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .. import __version__
-from ..capture_folder import CaptureFolder, unwritable
+from ..capture_folder import CaptureFolder, try_lock, unwritable
 from ..contract import CANONICAL_SPACE_ID
 from ..errors import Cancelled, CaptureFolderError, UserError
 from ..expressions.curves import solve_capture
@@ -328,7 +327,7 @@ def _work_folder(target: Path) -> Iterator[Path]:
     folder = Path(lock_name.removesuffix(".lock"))
     try:
         with open(fd, "a+b") as lock:
-            _try_lock(lock)  # a new file: nobody else holds it
+            try_lock(lock)  # a new file: nobody else holds it
             try:
                 folder.mkdir()
             except OSError as exc:
@@ -348,27 +347,10 @@ def _remove_abandoned(target: Path) -> None:
         lock_path = path.with_name(path.name.removesuffix(".lock") + ".lock")
         if lock_path.exists():
             with open(lock_path, "a+b") as lock:
-                if not _try_lock(lock):
+                if not try_lock(lock):
                     continue  # a run in progress
         shutil.rmtree(lock_path.with_name(lock_path.name.removesuffix(".lock")), ignore_errors=True)
         lock_path.unlink(missing_ok=True)
-
-
-def _try_lock(handle) -> bool:
-    """Lock the open file `handle` for this process until it is closed (or the process ends,
-    however it ends); False when another process holds the lock."""
-    try:
-        if os.name == "nt":
-            import msvcrt
-
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
 
 
 def _replace(target: Path, new: Path) -> None:

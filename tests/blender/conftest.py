@@ -193,14 +193,6 @@ def texts(calls: list) -> str:
 
 def read_image(path):
     """(H, W, 4) float pixel values in 0..255 of an image file, row 0 at the top."""
-    import bpy  # after BLENDER_USER_RESOURCES is set above
-    import numpy as np
+    from faceanything_blender.scene.preview import read_image as read  # imports bpy: after BLENDER_USER_RESOURCES
 
-    image = bpy.data.images.load(str(path))
-    try:
-        width, height = image.size
-        pixels = np.empty(width * height * 4, np.float32)
-        image.pixels.foreach_get(pixels)
-    finally:
-        bpy.data.images.remove(image)
-    return pixels.reshape(height, width, 4)[::-1] * 255.0  # Blender stores rows bottom-up
+    return read(path)
