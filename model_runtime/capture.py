@@ -222,7 +222,8 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
         # Tracking depends on history: every frame after the first missing one is recomputed,
         # continuing from the frames before it exactly as an uninterrupted run would.
         missing = list(range(missing[0], len(indices)))
-        _resume_tracking(backend, source, folder, indices, missing[0])
+        resume = _resume_maps if backend.name == "faceanything" else _resume_tracking
+        resume(backend, source, folder, indices, missing[0])
     todo = set(missing)
     _record_backend(folder, backend)
     pending: deque[int] = deque()
@@ -289,6 +290,16 @@ def _resume_tracking(backend, source: FrameSource, folder: CaptureFolder, indice
     backend.resume_tracking(view(first - 1), view(reference))
 
 
+def _resume_maps(backend, source: FrameSource, folder: CaptureFolder, indices: list[int], first: int) -> None:
+    """Hand the network backend's appearance stage the frame before ``first``, re-decoded, with
+    the maps stored for it (None when there is none or it has no face)."""
+    previous = None
+    if first > 0 and (maps := folder.frame(first - 1, optional=False)).has_face:
+        frame = next(iter(source.frames(indices[first - 1], indices[first - 1] + 1)))
+        previous = None if frame.image is None else (frame.image, maps)
+    backend.resume_tracking(previous)
+
+
 def _stored_landmarks(folder: CaptureFolder, capture_index: int) -> np.ndarray | None:
     with np.load(folder.path / FRAMES_DIR / f"{capture_index:06d}.npz") as data:
         return data["landmarks2d"] if bool(data["has_face"]) and "landmarks2d" in data else None
@@ -311,12 +322,14 @@ def _source_frames(source, indices, todo, index_of) -> Iterable[Frame]:
 
 
 def _backend_options(options: CaptureOptions, source: FrameSource) -> dict:
+    # A folder of frames is a sequence (VFX plates come as image sequences); still-image
+    # mode only for a single image, or when asked.
+    still = options.still_images or source.info.kind == "image"
+    appearance = options.appearance and not still
     if options.backend == "mediapipe":
-        # A folder of frames is a sequence (VFX plates come as image sequences); still-image
-        # mode only for a single image, or when asked.
-        still = options.still_images or source.info.kind == "image"
-        return {"static_images": still, "appearance": options.appearance and not still, **options.backend_options}
-    return {"checkpoint": options.checkpoint, "device": options.device, **options.backend_options}
+        return {"static_images": still, "appearance": appearance, **options.backend_options}
+    return {"checkpoint": options.checkpoint, "device": options.device, "appearance": appearance,
+            **options.backend_options}
 
 
 def _record_backend(folder: CaptureFolder, backend) -> None:

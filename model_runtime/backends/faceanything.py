@@ -35,6 +35,13 @@ Outputs, per frame (see `contract.FrameMaps`):
   canonical coordinate inside the template's bounding box grown by ``MASK_MARGIN_M`` (hair, neck
   and background have coordinates outside the face). Maps are cropped to the mask's box.
 * head_pose: in the template space, the rigid canonical -> camera fit of the frame's face pixels.
+
+Appearance stage (``appearance``, on by default): in a sequence, each frame's canonical map (at
+network resolution) is refined with the previous frame's, carried by optical flow
+(``model_runtime/map_fusion.py``), so a point of the skin keeps its canonical coordinate and the
+map stops flickering. The state handed from frame to frame is derived from the maps as emitted
+(their canonical map and confidence rounded to float16, as the capture folder stores them), so a
+capture resumed after a kill (``resume_tracking``) continues exactly as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -52,6 +59,7 @@ from .. import __version__
 from ..contract import CANONICAL_SPACE_ID, FrameMaps, crop_window
 from ..errors import InputError, UserError
 from ..intrinsics import intrinsics_for
+from ..map_fusion import MapFusion, MapState, state_from_maps, to_gray
 from ..network.canonical_alignment import (
     MIN_PAIRS,
     RELEASE_SPACE_ID,
@@ -110,12 +118,14 @@ class FaceAnythingBackend:
         mask_confidence: float = 0.5,
         alignment_cache: str | Path | None = None,
         landmark_detector: LandmarkDetector | None = None,
+        appearance: bool = True,
     ):
         """``checkpoint``: the released checkpoint.pt or a .safetensors converted from it.
         ``size``: the network size the weights must have (None: whatever they have).
         ``alignment_cache``: folder of fitted alignments (default
         ``$XDG_CACHE_HOME/faceanything/alignments``). ``landmark_detector``: finds the 478
-        template landmarks for fitting the alignment (default: the MediaPipe backend)."""
+        template landmarks for fitting the alignment (default: the MediaPipe backend).
+        ``appearance``: refine each frame's canonical map with the previous one (module docstring)."""
         if checkpoint is None:
             raise UserError(
                 "the faceanything backend needs the network's weights",
@@ -141,6 +151,11 @@ class FaceAnythingBackend:
             CanonicalAlignment.load(self._alignment_path, self.weights_sha256) if align_to_template else None
         )
         self._landmark_detector = landmark_detector
+        self.appearance = bool(appearance)
+        self._fusion = MapFusion() if appearance else None
+        self._state: MapState | None = None  # the previous frame's, for the appearance stage
+        self._received = 0  # frames predict_frames has taken from its stream
+        self._lost_at: set[int] = set()  # stream indices of frames that start without history
         self.canonical_space = CANONICAL_SPACE_ID if align_to_template else RELEASE_SPACE_ID
         self.version = f"faceanything-net {__version__} (depth-anything-3 {_package_version('depth-anything-3')})"
         if align_to_template:
@@ -164,7 +179,31 @@ class FaceAnythingBackend:
             "mask_confidence": self.mask_confidence,
             "depth_units": "metres" if self.align_to_template else "network",
             "alignment": self.alignment.summary() if self.alignment else None,
+            "appearance": self.appearance,
         }
+
+    @property
+    def depends_on_history(self) -> bool:
+        """Whether a frame's maps depend on the frames before it (the appearance stage; a resumed
+        capture then hands over the state with ``resume_tracking``)."""
+        return self.appearance
+
+    def resume_tracking(self, previous: tuple[np.ndarray, FrameMaps] | None) -> None:
+        """Continue a sequence whose earlier frames another run computed: (RGB image, maps as
+        stored) of the frame just before the next one, or None (no such frame, or no face in it)."""
+        if self._fusion is None:
+            return
+        self._state = None
+        if previous is not None:
+            image, maps = previous
+            _check_image(image, 0, None)
+            size = network_input_size(image.shape[1], image.shape[0], self.resolution)
+            self._state = state_from_maps(to_gray(image, size), maps)
+
+    def lose_track(self) -> None:
+        """The next frame taken from the stream starts without history (the frame before it was
+        unreadable, as a resumed capture would see it)."""
+        self._lost_at.add(self._received)
 
     def predict_frames(self, images: Iterable[np.ndarray], intrinsics: np.ndarray | None) -> Iterator[FrameMaps]:
         """One FrameMaps per (H, W, 3) uint8 RGB image, in order, streamed window by window.
@@ -174,18 +213,20 @@ class FaceAnythingBackend:
         done = 0  # frames at the start of the buffer already emitted by the previous window
         previous: list[FramePrediction] = []
         frame_shape = None
+        self._received, self._lost_at = 0, set()
         for index, image in enumerate(images):
             frame_shape = _check_image(image, index, frame_shape)
             buffer.append(image)
+            self._received = index + 1
             if len(buffer) == self.window:
-                previous = yield from self._run_window(buffer, done, given, previous)
+                previous = yield from self._run_window(buffer, done, given, previous, index + 1 - len(buffer))
                 buffer = buffer[len(buffer) - self.overlap :] if self.overlap else []
                 done = len(buffer)
         if len(buffer) > done:
-            yield from self._run_window(buffer, done, given, previous)
+            yield from self._run_window(buffer, done, given, previous, self._received - len(buffer))
 
     def predict(self, image_rgb: np.ndarray, intrinsics: np.ndarray | None) -> FrameMaps:
-        """One frame on its own (as in ``mode="single"``)."""
+        """One frame on its own (as in ``mode="single"``, without the appearance stage)."""
         _check_image(image_rgb, 0, None)
         return next(self._run_window([image_rgb], 0, _check_intrinsics(intrinsics), []))
 
@@ -204,9 +245,10 @@ class FaceAnythingBackend:
             outputs = self.network(batch, self.autocast_dtype)
         return {key: value[0].float().cpu().numpy() for key, value in outputs.items()}
 
-    def _run_window(self, images, done, given, previous) -> Iterator[FrameMaps]:
+    def _run_window(self, images, done, given, previous, first: int | None = None) -> Iterator[FrameMaps]:
         """Emit the window's frames from index ``done`` on; returns its predictions of the
-        frames the next window will overlap."""
+        frames the next window will overlap. ``first``: the stream index of ``images[0]`` in a
+        sequence (the appearance stage runs), None for frames on their own."""
         raw = self.infer(images)
         height, width = images[0].shape[:2]
         predictions = [frame_prediction(raw, i, (width, height), given) for i in range(len(images))]
@@ -218,9 +260,29 @@ class FaceAnythingBackend:
         scale = self._window_scale(predictions, previous[-done:] if done else [])
         for prediction in predictions:
             prediction.depth = prediction.depth * np.float32(scale)
-        for prediction in predictions[done:]:
-            yield self._frame_maps(prediction, (width, height))
+        for i in range(done, len(images)):
+            if first is None or self._fusion is None:
+                yield self._frame_maps(predictions[i], (width, height))
+            else:
+                yield self._refined_frame_maps(images[i], predictions[i], first + i)
         return predictions[len(predictions) - self.overlap :] if self.overlap else []
+
+    def _refined_frame_maps(self, image: np.ndarray, prediction: FramePrediction, stream_index: int) -> FrameMaps:
+        """The frame's maps with its canonical map refined by the appearance stage; keeps the
+        state for the next frame."""
+        if stream_index in self._lost_at:
+            self._state = None
+        height, width = prediction.depth.shape
+        gray = to_gray(image, (width, height))
+        prediction.canonical = self._fusion.refine(
+            self._state, gray, prediction.canonical, prediction.canonical_confidence, prediction.mask
+        )
+        maps = self._frame_maps(prediction, prediction.frame_size)
+        # As the capture folder stores them, so that a resumed capture derives the same state.
+        maps.canonical = maps.canonical.astype(np.float16).astype(np.float32)
+        maps.canonical_confidence = maps.canonical_confidence.astype(np.float16).astype(np.float32)
+        self._state = state_from_maps(gray, maps)
+        return maps
 
     def _finish_canonical(self, prediction: FramePrediction) -> None:
         """Map canonical coordinates to the output space and set the face mask (network size)."""
