@@ -78,7 +78,7 @@ class MapFusion:
         crop = (slice(box[1], box[3]), slice(box[0], box[2]))
         alpha, carried = self.carried(
             MapState(*(a[crop] for a in (previous.gray, previous.canonical, previous.confidence, previous.valid))),
-            gray[crop], confidence[crop], valid[crop], canonical[crop],
+            np.ascontiguousarray(gray[crop]), confidence[crop], valid[crop], canonical[crop],
         )
         refined = canonical.copy()
         refined[crop] += alpha[..., None] * (carried - refined[crop])
@@ -88,17 +88,14 @@ class MapFusion:
                 canonical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(alpha (h, w), the previous map carried to the current frame (h, w, 3)), all maps
         of the same size."""
-        backward = dense_flow(gray, previous.gray)  # current pixel -> where it was
-        forward = dense_flow(previous.gray, gray)
+        previous_gray = np.ascontiguousarray(previous.gray)
+        backward = dense_flow(gray, previous_gray)  # current pixel -> where it was
+        forward = dense_flow(previous_gray, gray)
         height, width = gray.shape
-        map_x = backward[..., 0] + np.arange(width, dtype=np.float32)
-        map_y = backward[..., 1] + np.arange(height, dtype=np.float32)[:, None]
-
-        def sample(a: np.ndarray) -> np.ndarray:
-            return cv2.remap(a, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-        flow_back, was_valid = _split(sample(np.dstack([forward, previous.valid.astype(np.float32)])), 2)
-        carried, carried_confidence = _split(sample(np.dstack([previous.canonical, previous.confidence])), 3)
+        sample = _sampler(backward[..., 0] + np.arange(width, dtype=np.float32),
+                          backward[..., 1] + np.arange(height, dtype=np.float32)[:, None])
+        flow_back, was_valid = sample(forward), sample(previous.valid.astype(np.float32))
+        carried, carried_confidence = sample(previous.canonical), sample(previous.confidence)
         flow_trust = np.clip(1.0 - _norm(backward + flow_back) / FLOW_TOLERANCE_PX, 0.0, 1.0)
         # All four pixels the bilinear sample mixes must hold a face coordinate.
         both = (was_valid > 1.0 - 1e-4) & valid & (flow_trust > 0)
@@ -129,10 +126,6 @@ def _face_box(valid: np.ndarray) -> tuple[int, int, int, int] | None:
             min(int(columns[-1]) + 1 + BOX_MARGIN_PX, width), min(int(rows[-1]) + 1 + BOX_MARGIN_PX, height))
 
 
-def _split(a: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
-    return a[..., :first], a[..., first]
-
-
 def _norm(vectors: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("...i,...i->...", vectors, vectors))
 
@@ -140,22 +133,43 @@ def _norm(vectors: np.ndarray) -> np.ndarray:
 def state_from_maps(gray: np.ndarray, maps: FrameMaps) -> MapState | None:
     """The state a frame leaves for the next one, from its maps as emitted (frame resolution,
     cropped to their window): sampled at the centres of the map-resolution pixels of ``gray``.
-    Called on the maps as the capture folder stores them, it gives a resumed capture the very
-    state an uninterrupted one had. None without a face."""
+    The canonical map and confidence are first rounded to float16, as the capture folder stores
+    them, so the maps read back from a capture folder give a resumed capture the very state the
+    uninterrupted one had. None without a face."""
     if not maps.has_face:
         return None
     height, width = gray.shape
     frame_width, frame_height = maps.frame_size
-    x0, y0, _, _ = maps.window
-    map_x = (np.arange(width, dtype=np.float32) + 0.5) * np.float32(frame_width / width) - 0.5 - x0
-    map_y = (np.arange(height, dtype=np.float32) + 0.5) * np.float32(frame_height / height) - 0.5 - y0
-    map_x, map_y = np.broadcast_to(map_x, (height, width)), np.broadcast_to(map_y[:, None], (height, width))
+    x0, y0, x1, y1 = maps.window
+    # Map pixel centres in the window's coordinates; only those near the window are sampled.
+    x = (np.arange(width, dtype=np.float32) + 0.5) * np.float32(frame_width / width) - 0.5 - x0
+    y = (np.arange(height, dtype=np.float32) + 0.5) * np.float32(frame_height / height) - 0.5 - y0
+    columns, rows = np.flatnonzero((x > -1) & (x < x1 - x0)), np.flatnonzero((y > -1) & (y < y1 - y0))
+    state = MapState(gray, np.zeros((height, width, 3), np.float32), np.zeros((height, width), np.float32),
+                     np.zeros((height, width), bool))
+    if columns.size == 0 or rows.size == 0:
+        return state
+    box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
+    sample = _sampler(*np.meshgrid(x[box[1]], y[box[0]]))
+    state.canonical[box] = sample(_as_stored(maps.canonical))
+    state.confidence[box] = sample(_as_stored(maps.canonical_confidence))
+    # A pixel whose sample mixes in a non-face pixel has no face coordinate.
+    state.valid[box] = sample(maps.mask.astype(np.float32)) > 1.0 - 1e-4
+    return state
+
+
+def _as_stored(a: np.ndarray) -> np.ndarray:
+    """float32 values rounded to float16 (see `capture_folder.write_frame`)."""
+    return a.astype(np.float16).astype(np.float32)
+
+
+def _sampler(map_x: np.ndarray, map_y: np.ndarray):
+    """A function sampling (bilinear, 0 outside) any map at the float positions ``(map_x, map_y)``;
+    the positions are converted once to OpenCV's fixed-point form (1/32 pixel), which several
+    samples share and which is quicker."""
+    fixed, fraction = cv2.convertMaps(map_x.astype(np.float32), map_y.astype(np.float32), cv2.CV_16SC2)
 
     def sample(a: np.ndarray) -> np.ndarray:
-        return cv2.remap(a, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return cv2.remap(a, fixed, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
-    canonical, confidence = _split(sample(np.dstack([maps.canonical, maps.canonical_confidence])), 3)
-    # A pixel whose sample mixes in a non-face pixel has no face coordinate.
-    valid = sample(maps.mask.astype(np.float32)) > 1.0 - 1e-4
-    return MapState(gray, np.ascontiguousarray(canonical), np.ascontiguousarray(confidence), valid)
+    return sample

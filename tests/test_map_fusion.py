@@ -18,7 +18,8 @@ from tests.fixtures.network_weights import write_random_weights
 
 HEIGHT, WIDTH = 144, 240
 NOISE = 0.002  # canonical noise per coordinate, metres
-OCCLUDER = (slice(50, 90), slice(90, 150))  # rows, columns
+FACE = (slice(8, -8), slice(40, -40))  # rows, columns: the pixels that hold a face coordinate
+OCCLUDER = (slice(50, 90), slice(90, 150))
 OCCLUDER_OFFSET = 0.05  # what the network would predict on a hand: far from the face's coordinates
 
 
@@ -63,7 +64,8 @@ def sequence(frames: int, occluded: range = range(0)):
 def run_fusion(frames: int, occluded: range = range(0), fusion: MapFusion | None = None):
     """Per frame: (truth, prediction, refined map)."""
     fusion = fusion or MapFusion()
-    confidence, valid = np.full((HEIGHT, WIDTH), 0.9, np.float32), np.ones((HEIGHT, WIDTH), bool)
+    confidence, valid = np.full((HEIGHT, WIDTH), 0.9, np.float32), np.zeros((HEIGHT, WIDTH), bool)
+    valid[FACE] = True
     state, results = None, []
     for gray, truth, prediction in sequence(frames, occluded):
         refined = fusion.refine(state, gray, prediction, confidence, valid)
@@ -72,8 +74,8 @@ def run_fusion(frames: int, occluded: range = range(0), fusion: MapFusion | None
     return results
 
 
-def error(a: np.ndarray, b: np.ndarray, region=(slice(8, -8), slice(8, -8))) -> float:
-    """Mean distance between two canonical maps (away from the border, where content enters)."""
+def error(a: np.ndarray, b: np.ndarray, region=FACE) -> float:
+    """Mean distance between two canonical maps over the face."""
     return float(np.linalg.norm(a[region] - b[region], axis=-1).mean())
 
 
@@ -86,7 +88,7 @@ def test_the_refined_map_is_closer_to_the_truth_and_does_not_drift():
     # A bounded-memory filter: the last frames are as good as the early ones.
     assert refined[-50:].mean() < 1.1 * refined[10:60].mean()
     # No bias creeps in: the mean signed error stays at the noise's scale over the whole clip.
-    bias = np.mean([np.abs((refined - truth)[8:-8, 8:-8].mean(axis=(0, 1))).max() for truth, _, refined in results[-50:]])
+    bias = np.mean([np.abs((refined - truth)[FACE].mean(axis=(0, 1))).max() for truth, _, refined in results[-50:]])
     assert bias < 0.2 * NOISE
 
 
@@ -112,41 +114,42 @@ def test_the_filter_forgets_and_never_copies_the_previous_map():
     assert 0 < np.median(weight) < 1
 
 
-def as_frame_maps(canonical: np.ndarray, confidence: np.ndarray, frame_size: tuple[int, int]) -> FrameMaps:
-    """Maps as a backend emits them, at twice the map resolution and cropped to a window."""
+def as_frame_maps(canonical: np.ndarray, confidence: float, frame_size: tuple[int, int]) -> FrameMaps:
+    """Maps as a backend emits them (float32), at twice the map resolution and cropped to a window."""
     width, height = frame_size
-    full = cv2.resize(canonical, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float16)
+    full = cv2.resize(canonical, (width, height), interpolation=cv2.INTER_LINEAR)
     window = (6, 4, width - 10, height - 2)
     x0, y0, x1, y1 = window
-    crop = (slice(y0, y1), slice(x0, x1))
+    shape = (y1 - y0, x1 - x0)
     return FrameMaps(
-        depth=np.ones((y1 - y0, x1 - x0), np.float32), canonical=full[crop].astype(np.float32),
-        depth_confidence=np.ones((y1 - y0, x1 - x0), np.float32),
-        canonical_confidence=np.full((y1 - y0, x1 - x0), confidence, np.float16).astype(np.float32),
-        mask=np.ones((y1 - y0, x1 - x0), bool), intrinsics=np.eye(3), frame_size=frame_size, window=window,
+        depth=np.ones(shape, np.float32), canonical=full[y0:y1, x0:x1], depth_confidence=np.ones(shape, np.float32),
+        canonical_confidence=np.full(shape, confidence, np.float32), mask=np.ones(shape, bool),
+        intrinsics=np.eye(3), frame_size=frame_size, window=window,
     )
 
 
 def test_the_state_read_back_from_stored_maps_continues_exactly(tmp_path):
-    """What a resume does: the state derived from the maps as stored (float16, frame resolution,
-    cropped) gives the same next frame as the run that emitted them."""
+    """What a resume does: the state derived from the maps as the capture folder stores them
+    (float16, frame resolution, cropped) gives the same next frame as the run that emitted them."""
     frames = list(sequence(6))
     confidence, valid = np.full((HEIGHT, WIDTH), 0.9, np.float32), np.ones((HEIGHT, WIDTH), bool)
-    fusion, state, emitted = MapFusion(), None, []
+    frame_size = (2 * WIDTH, 2 * HEIGHT)
+    fusion, state, refined, emitted = MapFusion(), None, [], []
     for gray, _, prediction in frames:
-        refined = fusion.refine(state, gray, prediction, confidence, valid)
-        maps = as_frame_maps(refined, 0.9, (2 * WIDTH, 2 * HEIGHT))
-        state = state_from_maps(gray, maps)
-        emitted.append(maps)
+        refined.append(fusion.refine(state, gray, prediction, confidence, valid))
+        emitted.append(as_frame_maps(refined[-1], 0.9, frame_size))
+        state = state_from_maps(gray, emitted[-1])
+    stored = emitted[3]
+    np.savez(tmp_path / "frame.npz", canonical=stored.canonical.astype(np.float16),
+             confidence=stored.canonical_confidence.astype(np.float16))
+    with np.load(tmp_path / "frame.npz") as data:
+        stored.canonical, stored.canonical_confidence = (data[name].astype(np.float32) for name in ("canonical", "confidence"))
+    resumed = state_from_maps(frames[3][0], stored)
     gray, _, prediction = frames[4]
-    np.savez(tmp_path / "stored.npz", canonical=emitted[3].canonical.astype(np.float16))
-    emitted[3].canonical = np.load(tmp_path / "stored.npz")["canonical"].astype(np.float32)
-    resumed = state_from_maps(frames[3][0], emitted[3])
-    again = MapFusion().refine(resumed, gray, prediction, confidence, valid)
-    np.testing.assert_array_equal(as_frame_maps(again, 0.9, (2 * WIDTH, 2 * HEIGHT)).canonical, emitted[4].canonical)
+    np.testing.assert_array_equal(MapFusion().refine(resumed, gray, prediction, confidence, valid), refined[4])
     # The border of the window holds no face coordinate to carry.
     assert not resumed.valid[0].any() and resumed.valid[HEIGHT // 2, WIDTH // 2]
-    assert state_from_maps(gray, FrameMaps.empty(np.eye(3), (2 * WIDTH, 2 * HEIGHT))) is None
+    assert state_from_maps(gray, FrameMaps.empty(np.eye(3), frame_size)) is None
 
 
 # The network backend on tiny random weights: every pixel counts as face, no MediaPipe alignment;

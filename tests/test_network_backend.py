@@ -49,7 +49,9 @@ def clip() -> list[np.ndarray]:
 
 
 def backend(checkpoint, tmp_path, **options) -> FaceAnythingBackend:
-    settings = dict(size="small", device="cpu", resolution=84, align_to_template=False, mask_confidence=0.0)
+    # The network's own output: the appearance stage (tests/test_map_fusion.py) changes canonical maps.
+    settings = dict(size="small", device="cpu", resolution=84, align_to_template=False, mask_confidence=0.0,
+                    appearance=False)
     settings.update(options)
     return FaceAnythingBackend(checkpoint, alignment_cache=tmp_path / "alignments", **settings)
 

@@ -39,9 +39,9 @@ Outputs, per frame (see `contract.FrameMaps`):
 Appearance stage (``appearance``, on by default): in a sequence, each frame's canonical map (at
 network resolution) is refined with the previous frame's, carried by optical flow
 (``model_runtime/map_fusion.py``), so a point of the skin keeps its canonical coordinate and the
-map stops flickering. The state handed from frame to frame is derived from the maps as emitted
-(their canonical map and confidence rounded to float16, as the capture folder stores them), so a
-capture resumed after a kill (``resume_tracking``) continues exactly as an uninterrupted one.
+map stops flickering. The state handed from frame to frame is derived from the maps as emitted,
+rounded as the capture folder stores them, so a capture resumed after a kill (``resume_tracking``,
+given the stored maps) continues exactly as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -278,9 +278,6 @@ class FaceAnythingBackend:
             self._state, gray, prediction.canonical, prediction.canonical_confidence, prediction.mask
         )
         maps = self._frame_maps(prediction, prediction.frame_size)
-        # As the capture folder stores them, so that a resumed capture derives the same state.
-        maps.canonical = maps.canonical.astype(np.float16).astype(np.float32)
-        maps.canonical_confidence = maps.canonical_confidence.astype(np.float16).astype(np.float32)
         self._state = state_from_maps(gray, maps)
         return maps
 
