@@ -198,3 +198,26 @@ def test_a_resume_recomputes_every_frame_after_the_first_missing_one(face_clip, 
     frame_path(tmp_path / "cap", 1).unlink()
     summary = network_capture(face_clip, weights, tmp_path / "cap", mode="window", window=2, overlap=1)
     assert summary.computed == 4 and CaptureFolder(tmp_path / "cap").is_complete()
+
+
+def test_after_an_unreadable_frame_the_next_one_starts_without_history(face_clip, weights):
+    """The capture calls ``lose_track`` where it skips an unreadable frame: the next frame has no
+    history, as in a capture resumed right after the unreadable one."""
+    from model_runtime.backends.faceanything import FaceAnythingBackend
+    from tests.conftest import first_frames
+
+    frames = first_frames(face_clip, 3)
+
+    def run(appearance: bool) -> list[FrameMaps]:
+        backend = FaceAnythingBackend(weights, device="cpu", appearance=appearance, **NETWORK_OPTIONS)
+
+        def stream():
+            yield frames[0]
+            backend.lose_track()
+            yield from frames[1:]
+
+        return list(backend.predict_frames(stream(), None))
+
+    on, off = run(True), run(False)
+    np.testing.assert_array_equal(on[1].canonical, off[1].canonical)
+    assert np.abs(on[2].canonical - off[2].canonical).max() > 0
