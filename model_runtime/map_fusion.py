@@ -28,7 +28,8 @@ import numpy as np
 from .contract import FrameMaps
 
 MEMORY = 0.8
-"""The largest weight of the carried map: noise std falls to about sqrt((1-m)/(1+m)) = 1/3."""
+"""The largest weight of the carried map. Fully trusted, white noise's std falls to
+sqrt((1 - m) / (1 + m)) = 1/3; an old frame's weight falls at least as m ** age."""
 FLOW_TOLERANCE_PX = 0.75
 """Forward-backward disagreement (pixels) at which a pixel's flow is no longer trusted at all."""
 AGREEMENT_SPREAD = 3.0
@@ -36,6 +37,7 @@ AGREEMENT_SPREAD = 3.0
 are not blended."""
 BOX_MARGIN_PX = 16
 """Flow is computed in the face's box grown by this much (context for the flow at its border)."""
+_MIN_FLOW_SIDE = 16  # DIS needs images of at least 12 pixels a side
 _MEDIAN_STRIDE = 4  # the typical difference is the median of every 4th trusted pixel
 
 
@@ -69,11 +71,11 @@ class MapFusion:
     def refine(self, previous: MapState | None, gray: np.ndarray, canonical: np.ndarray, confidence: np.ndarray,
                valid: np.ndarray) -> np.ndarray:
         """The current frame's refined (h, w, 3) float32 canonical map; the prediction itself
-        without a previous frame or when the map size changed."""
+        without a previous frame, when the map size changed or when the face is too small for flow."""
         if previous is None or previous.gray.shape != gray.shape:
             return canonical
         box = _face_box(previous.valid | valid)
-        if box is None or not valid.any():
+        if box is None or not valid.any() or min(box[2] - box[0], box[3] - box[1]) < _MIN_FLOW_SIDE:
             return canonical
         crop = (slice(box[1], box[3]), slice(box[0], box[2]))
         alpha, carried = self.carried(

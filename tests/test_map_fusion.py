@@ -112,6 +112,10 @@ def test_the_filter_forgets_and_never_copies_the_previous_map():
     truth, prediction, refined = run_fusion(12)[-1]
     weight = np.linalg.norm(refined - prediction, axis=-1) / np.maximum(np.linalg.norm(truth - prediction, axis=-1), 1e-9)
     assert 0 < np.median(weight) < 1
+    # Maps too small for optical flow keep their prediction.
+    tiny, flat = np.zeros((10, 10, 3), np.float32), np.full((10, 10), 0.9, np.float32)
+    state = MapState(np.zeros((10, 10), np.uint8), tiny + 1, flat, np.ones((10, 10), bool))
+    assert MapFusion().refine(state, state.gray, tiny, flat, state.valid) is tiny
 
 
 def as_frame_maps(canonical: np.ndarray, confidence: float, frame_size: tuple[int, int]) -> FrameMaps:
