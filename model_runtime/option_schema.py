@@ -275,8 +275,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("still_images", CAPTURE, FLAG, False,
            "treat every frame as an unrelated photo instead of a sequence (a single image always is one)"),
     Option("appearance", CAPTURE, FLAG, True,
-           "appearance stage: tracks follow the skin's texture from frame to frame (optical flow checked against "
-           "the first frame); off gives MediaPipe's landmarks as they are (mediapipe backend, sequences only)"),
+           "appearance stage (sequences only): tracks follow the skin's texture from frame to frame. MediaPipe "
+           "backend: landmarks moved by optical flow checked against the first frame (off: MediaPipe's landmarks as "
+           "they are); network backend: each canonical map blended with the previous one carried by optical flow"),
     Option("device", CAPTURE, CHOICE, "auto", "where the network runs: a GPU when there is one, else the CPU",
            choices=("auto", "cpu", "cuda", "mps"), panel=False),
     Option("checkpoint", CAPTURE, TEXT, None,
