@@ -4,11 +4,9 @@ Per frame:
 
 1. Face Mesh (legacy solution, refined landmarks) gives 478 landmarks per face; with several
    faces the largest (landmark bounding box) is used. No face: ``FrameMaps.empty``. In a
-   sequence, only Face Mesh's landmark model runs once a face is found (``TRACKING_GRAPH``), on
-   the region its own video mode would derive from the previous frame's *stored* landmarks;
-   the face detector runs only to start a track. Face Mesh's video mode itself keeps hidden
-   state that a resumed capture could not restore; this way a frame depends only on its pixels
-   and the previous frame's stored landmarks. With the appearance
+   sequence, Face Mesh runs in still-image mode on a crop around the previous frame's landmarks
+   (not in its own video mode, whose hidden state a resumed capture could not restore: a frame
+   depends only on its pixels and the previous frame's stored landmarks). With the appearance
    stage on (the default), ``model_runtime/appearance.py`` then
    moves the landmarks onto what the pixels show; every later step, and so the dense maps, the
    meshes and the named points, uses the refined landmarks. Landmarks the stage flags hidden
@@ -91,8 +89,6 @@ class _FaceSolutionsOnly(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 if "mediapipe" not in sys.modules:
     sys.meta_path.insert(0, _FaceSolutionsOnly())
 import mediapipe as mp  # noqa: E402 - after the finder above
-from mediapipe.framework.formats import landmark_pb2  # noqa: E402
-from mediapipe.python.solution_base import SolutionBase  # noqa: E402
 from mediapipe.python.solutions import face_detection, face_mesh  # noqa: E402
 
 from model_runtime.appearance import AppearanceTracker, to_gray
@@ -101,7 +97,7 @@ from model_runtime.errors import InputError, UserError
 from model_runtime.raster import Raster, mesh_window, rasterize
 from model_runtime.template import FaceTemplate, load_template
 
-BACKEND_VERSION = "5"
+BACKEND_VERSION = "4"
 WINDOW_MARGIN = 2
 RING_CONFIDENCE = 0.5
 """Confidence of a silhouette ring pixel relative to the face pixel whose triangle it extends."""
@@ -110,20 +106,10 @@ MAX_EXTRAPOLATION = 1.0
 triangle it extends: a sliver seen edge-on at the silhouette has no trustworthy plane a pixel away."""
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
 LANDMARK_COUNT = 478
-TRACKING_GRAPH = """
-input_stream: "image"
-input_stream: "previous_landmarks"
-output_stream: "landmarks"
-node { calculator: "ImagePropertiesCalculator" input_stream: "IMAGE:image" output_stream: "SIZE:image_size" }
-node { calculator: "FaceLandmarkLandmarksToRoi" input_stream: "LANDMARKS:previous_landmarks"
-       input_stream: "IMAGE_SIZE:image_size" output_stream: "ROI:roi" }
-node { calculator: "FaceLandmarkCpu" input_stream: "IMAGE:image" input_stream: "ROI:roi"
-       input_side_packet: "WITH_ATTENTION:with_attention" output_stream: "LANDMARKS:landmarks" }
-"""
-"""Face Mesh's landmark model alone (refined landmarks) on the region its video mode derives from
-the previous frame's landmarks (the subgraphs of mediapipe/modules/face_landmark, built into
-MediaPipe's bindings): no face detector, about half of still-image mode's time a frame. No
-landmarks come out when the model's face score is below 0.5 (the face is lost)."""
+TRACKING_CROP = 256
+"""Side (pixels) of the square crop Face Mesh sees while the appearance stage tracks a face."""
+TRACKING_CROP_EXTENT = 1.8
+"""That crop's side in units of the previous frame's landmark box's longer side."""
 
 # A NormalizedLandmarkList holding only x, y, z serialises to 17 bytes per landmark: field 1
 # (message, length 15) holding fields 1, 2, 3 (fixed32 floats). Reading that with numpy is ~10x
@@ -170,8 +156,9 @@ class MediaPipeDenseBackend:
         )
         self._detector = self._crop_mesh = None
         self._tracker = AppearanceTracker(self.template.triangles) if self.appearance else None
-        self._landmark_graph = SolutionBase(graph_config=TRACKING_GRAPH,
-                                            side_inputs={"with_attention": True}) if tracking else None
+        self._near_mesh = face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=min_detection_confidence) if tracking else None
         self._tracked: np.ndarray | None = None  # the previous frame's landmark pixels, float32 as stored
 
     def describe(self) -> dict:
@@ -203,7 +190,7 @@ class MediaPipeDenseBackend:
         image = _checked_image(image_rgb)
         intrinsics = _checked_intrinsics(intrinsics)
         height, width = image.shape[:2]
-        faces = self._landmarks_near(image, self._tracked) if self._tracked is not None else []
+        faces = self._faces_near(image, self._tracked) if self._tracked is not None else []
         if not faces:
             faces = self._mesh.process(image).multi_face_landmarks
             faces = [landmark_array(face) for face in faces] if faces else self._small_faces(image)
@@ -212,9 +199,9 @@ class MediaPipeDenseBackend:
             return FrameMaps.empty(intrinsics, (width, height))
         normalized = largest_face(faces, (width, height))
         if not self.static_images and self._tracked is None:
-            # A new track: the landmark model again on the region it will see from now on, so
-            # that the landmarks do not shift with the change of region on the next frame.
-            normalized = (self._landmarks_near(image, landmark_pixels(normalized, (width, height))) or [normalized])[0]
+            # A new track: Face Mesh again on the crop it will see from now on, so that its
+            # landmarks do not shift with the change of crop on the next frame.
+            normalized = (self._faces_near(image, landmark_pixels(normalized, (width, height))) or [normalized])[0]
         pixels, hidden = landmark_pixels(normalized, (width, height)), None
         if self._tracker is not None:
             tracked = self._tracker.update(to_gray(image), pixels, depth=1.0 + normalized[:, 2])
@@ -234,14 +221,27 @@ class MediaPipeDenseBackend:
         if self._tracker is not None:
             self._tracker.lose_track()
 
-    def _landmarks_near(self, image: np.ndarray, pixels: np.ndarray) -> list[np.ndarray]:
-        """Face Mesh's landmark model on the region derived from the previous frame's landmark
-        ``pixels`` (``TRACKING_GRAPH``); [] when it finds no face there."""
+    def _faces_near(self, image: np.ndarray, pixels: np.ndarray) -> list[np.ndarray]:
+        """Face Mesh on a square crop around the previous frame's landmarks (still-image mode:
+        the result depends on this frame and that crop only); [] when it finds no face there."""
         height, width = image.shape[:2]
-        previous = np.zeros((len(pixels), 3), np.float64)
-        previous[:, :2] = (pixels + 0.5) / np.array([width, height], np.float64)
-        found = self._landmark_graph.process({"image": image, "previous_landmarks": landmark_list(previous)}).landmarks
-        return [landmark_array(found)] if found is not None else []
+        low, high = pixels.min(axis=0).astype(np.float64), pixels.max(axis=0).astype(np.float64)
+        side = max(float((high - low).max()) * TRACKING_CROP_EXTENT, 16.0)
+        origin = (low + high) / 2 - side / 2
+        scale = TRACKING_CROP / side
+        matrix = np.array([[scale, 0, -scale * origin[0]], [0, scale, -scale * origin[1]]])
+        crop = cv2.warpAffine(image, matrix, (TRACKING_CROP, TRACKING_CROP), flags=cv2.INTER_AREA
+                              if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        found = self._near_mesh.process(crop).multi_face_landmarks
+        if not found:
+            return []
+        crop_landmarks = landmark_array(found[0])
+        # crop pixel c shows frame point origin + c / scale; back to the frame's normalised units
+        frame_pixels = (crop_landmarks[:, :2] * TRACKING_CROP - 0.5) / scale + origin
+        normalized = np.empty_like(crop_landmarks)
+        normalized[:, :2] = (frame_pixels + 0.5) / np.array([width, height], np.float64)
+        normalized[:, 2] = crop_landmarks[:, 2] * side / width
+        return [normalized]
 
     def _small_faces(self, image: np.ndarray) -> list[np.ndarray]:
         """Faces too small for Face Mesh's own (short-range) detector: MediaPipe's full-range
@@ -276,10 +276,10 @@ class MediaPipeDenseBackend:
             yield self.predict(image, intrinsics)
 
     def close(self) -> None:
-        for graph in (self._mesh, self._detector, self._crop_mesh, self._landmark_graph):
+        for graph in (self._mesh, self._detector, self._crop_mesh, self._near_mesh):
             if graph is not None:
                 graph.close()
-        self._mesh = self._detector = self._crop_mesh = self._landmark_graph = None
+        self._mesh = self._detector = self._crop_mesh = self._near_mesh = None
 
     def __enter__(self) -> "MediaPipeDenseBackend":
         return self
@@ -296,18 +296,6 @@ def landmark_array(landmarks) -> np.ndarray:
         if all((records[field] == tag).all() for field, tag in _PACKED_TAGS.items()):
             return np.stack([records["x"], records["y"], records["z"]], axis=1).astype(np.float64)
     return np.array([(p.x, p.y, p.z) for p in landmarks.landmark], np.float64)
-
-
-def landmark_list(normalized: np.ndarray) -> landmark_pb2.NormalizedLandmarkList:
-    """A NormalizedLandmarkList of (L, 3) normalised x, y, z (parsed from the packed bytes that
-    ``landmark_array`` reads)."""
-    records = np.zeros(len(normalized), _PACKED_LANDMARK)
-    for field, tag in _PACKED_TAGS.items():
-        records[field] = tag
-    records["x"], records["y"], records["z"] = np.asarray(normalized, np.float32).T
-    landmarks = landmark_pb2.NormalizedLandmarkList()
-    landmarks.ParseFromString(records.tobytes())
-    return landmarks
 
 
 def largest_face(faces: list[np.ndarray], frame_size: tuple[int, int]) -> np.ndarray:
