@@ -2,6 +2,8 @@
 synthetic landmarks; and the backend registry."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -61,6 +63,16 @@ def test_registry_lists_backends_without_importing_them():
     with pytest.raises(UserError) as error:
         create_backend("nope")
     assert error.value.code == "unknown_backend" and "mediapipe" in error.value.hint
+
+
+def test_backend_import_leaves_out_matplotlib_but_every_solution_still_imports():
+    """A runtime process does not pay for MediaPipe's drawing utilities (matplotlib) it never uses."""
+    script = ("import sys; import model_runtime.backends.mediapipe_dense; import mediapipe as mp; "
+              "print('matplotlib' in sys.modules, mp.__version__ != '', hasattr(mp.solutions, 'face_mesh')); "
+              "import mediapipe.python.solutions.drawing_utils as d; print(mp.solutions.drawing_utils is d)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True", "True", "True"]
 
 
 def test_registry_creates_the_default_backend():

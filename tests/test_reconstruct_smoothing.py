@@ -17,6 +17,11 @@ def test_smoothing_matches_savitzky_golay_and_keeps_cubic_motion_exactly():
     rng = np.random.default_rng(0)
     noisy = rng.normal(size=(40, 6, 3))
     np.testing.assert_allclose(smooth_series(noisy, 25.0, "savgol"), savgol_filter(noisy, 5, POLYORDER, axis=0, mode="interp"), atol=1e-12)
+    np.testing.assert_allclose(smooth_series(noisy, 60.0, "savgol"), savgol_filter(noisy, 13, POLYORDER, axis=0, mode="interp"), atol=1e-12)
+    single = noisy.astype(np.float32)  # tracks are stored as float32: smoothed in float64, kept float32
+    smoothed = smooth_series(single, 25.0, "savgol")
+    assert smoothed.dtype == np.float32
+    np.testing.assert_allclose(smoothed, savgol_filter(single.astype(np.float64), 5, POLYORDER, axis=0, mode="interp"), atol=1e-6)
     t = np.linspace(-1, 1, 50)[:, None]
     cubic = 0.3 * t**3 - t**2 + 0.5 * t + 2  # a fast, smooth motion: no lag, no overshoot
     np.testing.assert_allclose(smooth_series(cubic, 25.0, "savgol"), cubic, atol=1e-12)

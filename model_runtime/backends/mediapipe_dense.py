@@ -50,11 +50,46 @@ estimates fills them separately.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
 from typing import Iterable, Iterator
 
 import cv2
-import mediapipe as mp
 import numpy as np
+
+
+class _FaceSolutionsOnly(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports ``mediapipe.python.solutions`` with only the solutions this backend uses: the
+    package's own init imports every solution and their drawing utilities, and through them
+    matplotlib, half a second of every runtime process. Its other modules still import one by
+    one (``import mediapipe.python.solutions.drawing_utils``)."""
+
+    NAME = "mediapipe.python.solutions"
+    USED = ("face_detection", "face_mesh")
+
+    def find_spec(self, name, path, target=None):
+        if name != self.NAME:
+            return None
+        sys.meta_path.remove(self)  # once
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None:
+            spec.loader = self
+        return spec
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        for name in self.USED:
+            importlib.import_module(f"{self.NAME}.{name}")
+
+
+if "mediapipe" not in sys.modules:
+    sys.meta_path.insert(0, _FaceSolutionsOnly())
+import mediapipe as mp  # noqa: E402 - after the finder above
+from mediapipe.python.solutions import face_detection, face_mesh  # noqa: E402
 
 from model_runtime.appearance import AppearanceTracker, to_gray
 from model_runtime.contract import CANONICAL_SPACE_ID, FrameMaps
@@ -113,7 +148,7 @@ class MediaPipeDenseBackend:
         self.version = (f"mediapipe-dense {BACKEND_VERSION} "
                         f"(mediapipe {mp.__version__}, template {self.template.space_id})")
         self.appearance = appearance and tracking
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
+        self._mesh = face_mesh.FaceMesh(
             static_image_mode=True,
             max_num_faces=max_faces,
             refine_landmarks=True,
@@ -121,7 +156,7 @@ class MediaPipeDenseBackend:
         )
         self._detector = self._crop_mesh = None
         self._tracker = AppearanceTracker(self.template.triangles) if self.appearance else None
-        self._near_mesh = mp.solutions.face_mesh.FaceMesh(
+        self._near_mesh = face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=1, refine_landmarks=True,
             min_detection_confidence=min_detection_confidence) if tracking else None
         self._tracked: np.ndarray | None = None  # the previous frame's landmark pixels, float32 as stored
@@ -212,8 +247,8 @@ class MediaPipeDenseBackend:
         """Faces too small for Face Mesh's own (short-range) detector: MediaPipe's full-range
         detector finds the largest one, and Face Mesh runs on a crop around it."""
         if self._detector is None:
-            self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
-            self._crop_mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True)
+            self._detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+            self._crop_mesh = face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True)
         detections = self._detector.process(image).detections
         if not detections:
             return []

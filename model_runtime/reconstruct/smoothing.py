@@ -17,8 +17,6 @@ the fast clip (mean errors 0.96 and 0.69 mm).
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import convolve1d
-from scipy.signal import savgol_coeffs
 from scipy.spatial.transform import Rotation
 
 WINDOW_SECONDS = 0.2
@@ -46,12 +44,29 @@ def _savitzky_golay(values: np.ndarray, window: int) -> np.ndarray:
     """Same as ``scipy.signal.savgol_filter(values, window, POLYORDER, axis=0, mode="interp")``
     but with the edge fits as fixed weights, which is much faster on wide arrays."""
     half = window // 2
-    smoothed = convolve1d(values, savgol_coeffs(window, POLYORDER), axis=0, mode="nearest")
+    centre = savgol_weights(window, half)
+    smoothed = np.empty_like(values)
+    inner = len(values) - window + 1
+    total = centre[0] * values[:inner].astype(np.float64)
+    for offset in range(1, window):
+        total += centre[offset] * values[offset:offset + inner]
+    smoothed[half:half + inner] = total
     # Row i of `edge` evaluates, at position i of the first window, the polynomial fitted to it.
-    edge = np.stack([savgol_coeffs(window, POLYORDER, pos=i, use="dot") for i in range(half)])
+    edge = np.stack([savgol_weights(window, i) for i in range(half)])
     smoothed[:half] = np.tensordot(edge, values[:window], axes=1)
     smoothed[-half:] = np.tensordot(edge[::-1, ::-1], values[-window:], axes=1)
     return smoothed
+
+
+def savgol_weights(window: int, position: int) -> np.ndarray:
+    """Weights (window,) that, dotted with a window of samples, give the least-squares cubic
+    through them evaluated at sample ``position`` (``scipy.signal.savgol_coeffs(window,
+    POLYORDER, pos=position, use="dot")``, without importing scipy.signal: 0.6 s a process)."""
+    offsets = np.arange(-position, window - position, dtype=np.float64)
+    powers = offsets ** np.arange(POLYORDER + 1)[:, None]
+    unit = np.zeros(POLYORDER + 1)
+    unit[0] = 1.0
+    return np.linalg.lstsq(powers, unit, rcond=None)[0]
 
 
 def smooth_poses(poses: np.ndarray, fps: float, name: str | None) -> np.ndarray:
