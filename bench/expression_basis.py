@@ -30,8 +30,9 @@ captured with the default backend (appearance stage on) and reconstructed withou
 * the ``observed`` basis, how the capture sees each shape: the head faces the camera, at rest
   in frame 0 and making each of its expressions at OBSERVED_WEIGHT in the frames after; a
   shape's offsets are its frame's landmarks less the rest frame's, in the head frame, over the
-  weight, the median over five such renders (OBSERVED_SEEDS). They are kept only where the geometric shape moves the skin (`support_masked`): the
-  rest is the capture's noise. (The appearance stage sees a jump from one expression to the
+  weight, the median over five such renders (OBSERVED_SEEDS). They are kept only where the
+  geometric shape moves the skin (`support_masked`): the rest is the capture's noise. (The
+  appearance stage sees a jump from one expression to the
   next here and loses a few points on the largest ones: on jawOpen each render keeps either the
   chin or the lower lip in place, and the median keeps the chin's drop, not the lip's. A clip
   ramping each expression in and out, closer to geometric, scored worse on the curves bench of

@@ -200,7 +200,8 @@ def test_a_long_clip_is_fitted_in_windows_with_the_same_weights(mesh, solver):
                            settings=SolverSettings(basis=BASIS, window=len(truth)))
     assert np.abs(windowed.weights - whole.weights).max() < 0.01
     with pytest.raises(ValueError, match="overlap"):
-        solve_sequence(vertices, poses, mesh.canonical, settings=SolverSettings(basis=BASIS, window=8, window_overlap=8))
+        solve_sequence(vertices, poses, mesh.canonical,
+                       settings=SolverSettings(basis=BASIS, window=8, window_overlap=8))
 
 
 class MadeWhenRead:
