@@ -139,22 +139,25 @@ def load_reconstruction(folder: Path, memory_map: bool = True) -> Reconstruction
         )
 
 
-def vertex_columns(folder: Path, columns: np.ndarray, frames_at_once: int = 256) -> np.ndarray:
-    """(T, len(columns), 3) float32: some vertices of every frame of `vertices.npy`, read a run of
-    frames at a time with plain file reads, so memory follows the columns asked for, not the clip
-    (a memory map would keep every page it touched resident)."""
+def vertex_columns(folder: Path, columns: np.ndarray, frames_at_once: int = 256,
+                   frames: slice = slice(None)) -> np.ndarray:
+    """(T, len(columns), 3) float32: some vertices of every frame of `vertices.npy` (of the
+    `frames`, a slice without step), read a run of frames at a time with plain file reads, so
+    memory follows the columns asked for, not the clip (a memory map would keep every page it
+    touched resident)."""
     path = Path(folder) / "vertices.npy"
     with open(path, "rb") as handle:
         version = np.lib.format.read_magic(handle)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(handle)
         offset = handle.tell()
-    frame_count, vertex_count = shape[:2]
-    out = np.empty((frame_count, len(columns), 3), np.float32)
-    for start in range(0, frame_count, frames_at_once):
-        count = min(frames_at_once, frame_count - start)
+    first, stop, _ = frames.indices(shape[0])
+    vertex_count = shape[1]
+    out = np.empty((max(stop - first, 0), len(columns), 3), np.float32)
+    for start in range(first, stop, frames_at_once):
+        count = min(frames_at_once, stop - start)
         rows = np.fromfile(path, dtype, count=count * vertex_count * 3, offset=offset + start * vertex_count * 3 * dtype.itemsize)
-        out[start:start + count] = rows.reshape(count, vertex_count, 3)[:, columns]
+        out[start - first:start - first + count] = rows.reshape(count, vertex_count, 3)[:, columns]
     return out
 
 

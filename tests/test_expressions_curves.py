@@ -9,7 +9,7 @@ from conftest import sample_file
 from model_runtime.capture import CaptureOptions, run_capture
 from model_runtime.errors import InputError, UserError
 from model_runtime.expressions.arkit import ARKIT_NAMES
-from model_runtime.expressions.curves import solve_capture
+from model_runtime.expressions.curves import VerticesOnDisk, solve_capture
 from model_runtime.expressions.livelink import HEADER, export_livelink_csv, read_livelink_csv, timecode_seconds
 from model_runtime.expressions.solver import head_angles
 from model_runtime.reconstruct import ReconstructOptions, reconstruct
@@ -96,3 +96,14 @@ def test_a_dense_mesh_takes_the_gaze_from_the_capture_landmarks(tmp_path):
     assert load_reconstruction(reconstruction_dir(folder)).header["mesh_mode"] == "dense"
     assert curves.weights.shape == (24, 52) and 0 <= curves.weights.min() and curves.weights.max() <= 1
     assert np.abs(curves.eye_gaze).max() > 0  # the irises came from the capture's landmarks
+
+
+def test_the_vertices_on_disk_are_read_a_run_of_frames_at_a_time(capture):
+    folder = reconstruction_dir(capture)
+    vertices = load_reconstruction(folder, memory_map=False).vertices
+    columns = np.array([3, 0, 478, 1000])
+    on_disk = VerticesOnDisk(folder)
+    np.testing.assert_array_equal(on_disk[5:17, columns], vertices[5:17, columns])
+    np.testing.assert_array_equal(on_disk[:, columns], vertices[:, columns])
+    with pytest.raises(IndexError, match="a run of frames"):
+        on_disk[[1, 2], columns]

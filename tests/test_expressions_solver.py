@@ -189,3 +189,56 @@ def test_the_captures_pose_bias_is_not_read_as_expressions():
     curves = solve_sequence(vertices, poses, template.vertices)
     fitted = [INDEX[n] for n in ARKIT_NAMES if n not in GAZE_SHAPES]
     assert curves.weights[:, fitted].max() < 0.05
+
+
+def test_a_long_clip_is_fitted_in_windows_with_the_same_weights(mesh, solver):
+    rng = np.random.default_rng(12)
+    truth = np.concatenate([synthetic_weights(rng) for _ in range(4)])  # 360 frames: two windows of 256
+    vertices, poses = posed_clip(truth, mesh.canonical, rng)
+    windowed = solve_sequence(vertices, poses, mesh.canonical, solver=solver)
+    whole = solve_sequence(vertices, poses, mesh.canonical,
+                           settings=SolverSettings(basis=BASIS, window=len(truth)))
+    assert np.abs(windowed.weights - whole.weights).max() < 0.01
+    with pytest.raises(ValueError, match="overlap"):
+        solve_sequence(vertices, poses, mesh.canonical,
+                       settings=SolverSettings(basis=BASIS, window=8, window_overlap=8))
+
+
+class MadeWhenRead:
+    """A clip whose vertices are made when read (as curves.VerticesOnDisk reads them from disk):
+    the face at rest, opening its jaw now and then, head still."""
+
+    def __init__(self, mesh_canonical, frame_count):
+        template = load_template()
+        triangle, barycentric, _ = closest_on_surface(mesh_canonical, template.vertices, template.triangles)
+        self.jaw = interpolate(load_basis(BASIS)[INDEX["jawOpen"]], template.triangles, triangle, barycentric)
+        self.rest = mesh_canonical @ TEMPLATE_FACING_CAMERA.T + [0.0, 0.0, 0.6]
+        self.jaw = self.jaw @ TEMPLATE_FACING_CAMERA.T
+        self.poses = np.tile(np.eye(4), (frame_count, 1, 1))
+        self.poses[:, :3, :3], self.poses[:, 2, 3] = TEMPLATE_FACING_CAMERA, 0.6
+
+    def __getitem__(self, key):
+        frames, columns = key
+        opening = jaw_opening(np.arange(len(self.poses))[frames])
+        return self.rest[columns] + opening[:, None, None] * self.jaw[columns]
+
+
+def jaw_opening(frames: np.ndarray) -> np.ndarray:
+    return np.clip(np.sin(frames / 5.0) - 0.6, 0.0, None) / 0.4
+
+
+def test_memory_does_not_grow_with_the_clip(mesh, solver):
+    """The solve keeps a few numbers per frame, not the mesh: far below the 0.16 MiB per frame
+    that holding the fitted vertices of the whole clip took."""
+    import tracemalloc
+
+    peaks = []
+    for frame_count in (1000, 2000):
+        clip = MadeWhenRead(mesh.canonical, frame_count)
+        tracemalloc.start()
+        curves = solve_sequence(clip, clip.poses, mesh.canonical, solver=solver)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert np.corrcoef(curves.weights[:, INDEX["jawOpen"]], jaw_opening(np.arange(frame_count)))[0, 1] > 0.95
+    per_frame_mib = (peaks[1] - peaks[0]) / 1000 / 2 ** 20
+    assert per_frame_mib < 0.01, f"{per_frame_mib:.3f} MiB per frame"

@@ -54,20 +54,21 @@ def solve_capture(capture_dir: Path, neutral_frame: int | None = None) -> Path:
 
 
 class VerticesOnDisk:
-    """A reconstruction's vertices as the solver indexes them (``[:, columns]``), read a run of
-    frames at a time (`reconstruction_format.vertex_columns`): the solver needs a few hundred
-    vertices of every frame, and a memory map of the whole array would stay resident."""
+    """A reconstruction's vertices as the solver indexes them (``[start:stop, columns]``), read
+    from disk on each access (`reconstruction_format.vertex_columns`): the solver needs a few
+    hundred vertices of a run of frames at a time, and a memory map of the whole array would
+    stay resident."""
 
     def __init__(self, folder: Path):
         self.folder = folder
 
     def __getitem__(self, key) -> np.ndarray:
         frames, columns = key
-        if frames != slice(None):
-            raise IndexError("only whole clips are read: vertices[:, columns]")
+        if not isinstance(frames, slice) or frames.step not in (None, 1):
+            raise IndexError("vertices are read a run of frames at a time: vertices[start:stop, columns]")
         if isinstance(columns, slice):
             columns = np.arange(columns.stop)[columns]
-        return vertex_columns(self.folder, np.asarray(columns))
+        return vertex_columns(self.folder, np.asarray(columns), frames=frames)
 
 
 def curve_arrays(curves: ExpressionCurves) -> dict:

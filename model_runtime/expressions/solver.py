@@ -11,7 +11,9 @@ vertex takes them at its closest point on the template surface; by default the b
 the capture sees each shape, see bench/expression_basis.py). The fit is bounded least squares,
 weights in [0, 1], with a small L1 term (a shape is used only when it pays: less crosstalk
 between look-alike shapes) and a temporal term (weights change smoothly between frames), solved
-with accelerated projected gradient (FISTA) on the (frames x shapes) array in one go. Six rigid
+with accelerated projected gradient (FISTA) on the (frames x shapes) array, in windows of
+`SolverSettings.window` frames that overlap and are cross-faded (the same weights within a few
+hundredths as one solve of the whole clip, with memory that does not grow with the clip). Six rigid
 modes (a small shift and rotation of the whole face) are fitted beside the shapes, signed and
 unpenalised: what is left of the head pose's error is theirs, not a brow's or the jaw's.
 
@@ -23,6 +25,10 @@ two eyes': the lids respond alike); their shapes are
 taken out of the offsets before the fit, so the lids' few millimetres do not have to compete with
 the brows and cheeks in it. tongueOut is never seen: it stays 0.
 Head rotation is (yaw, pitch, roll) in radians relative to a head facing the camera.
+
+Memory: the mesh is read READ_FRAMES frames at a time and kept only as its projection on the
+fit's columns (a few numbers per frame), its eye landmarks, and the frames the neutral is
+estimated from (at most NEUTRAL_SAMPLE_FRAMES).
 """
 from __future__ import annotations
 
@@ -48,6 +54,9 @@ EYES = {  # iris centre, outer and inner eye corner (template landmarks); _L is 
     "left": (473, 263, 362),
     "right": (468, 33, 133),
 }
+EYE_POINTS = np.unique([*np.ravel(list(EYELIDS.values())), *np.ravel(list(EYES.values()))])
+"""The landmarks the lids and the gaze are read from."""
+_AT = {int(landmark): i for i, landmark in enumerate(EYE_POINTS)}
 EYEBALL_RADIUS_M = 0.012
 EYE_LOOK_FULL_RAD = np.radians(30.0)  # an eyeLook weight reaches 1 at this gaze angle
 MAX_FIT_VERTICES = 2000
@@ -56,6 +65,7 @@ REST_SHARE, MIN_REST_FRAMES = 0.5, 3
 """The fit uses at most this many vertices (evenly spread by index: a subdivided template's
 new vertices are midpoints of old ones, a dense mesh's run along its grid), which keeps the
 cost per frame flat in mesh density without losing any region of the face."""
+READ_FRAMES = 256
 TEMPLATE_FACING_CAMERA = np.diag([1.0, -1.0, -1.0])  # canonical (+Y up, +Z out) -> camera (y down, z away)
 
 
@@ -67,6 +77,8 @@ class SolverSettings:
     iterations: int = 150
     neutral_frame: int | None = None  # None: estimate the neutral from the whole clip
     basis: str = "observed"  # or "geometric" (see load_basis)
+    window: int = 256  # frames fitted at once (see `ExpressionSolver.fit_windows`)
+    window_overlap: int = 32
 
 
 @dataclass
@@ -149,12 +161,6 @@ class ExpressionSolver:
         self.is_shape = np.arange(len(columns)) < self.shape_count
         self.step = 1.0 / (np.linalg.eigvalsh(self.normal)[-1] + 4.0 * self.settings.temporal)
 
-    def fit(self, offsets: np.ndarray, iterations: int | None = None) -> np.ndarray:
-        """(T, S) weights in [0, 1] of FITTED_SHAPES for per-frame offsets of the fit vertices
-        from the neutral, (T, V', 3)."""
-        flat = np.asarray(offsets, np.float64).reshape(len(offsets), -1)
-        return self.fit_projected(flat @ self.columns.T, iterations)[:, : self.shape_count]
-
     def fit_projected(self, projected: np.ndarray, iterations: int | None = None, signed: bool = False) -> np.ndarray:
         """Weights of the shapes, then of the rigid modes, (T, S + 6), from the offsets already
         projected on both, (T, S + 6) = offsets @ columns.T; `signed` lets the shapes' weights
@@ -175,25 +181,24 @@ class ExpressionSolver:
             previous, t = scaled, t_next
         return scaled / self.size
 
-    def solve(self, head_frame_vertices: np.ndarray, lid_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """(T, 52) weights (gaze shapes and tongueOut left 0), the neutral (V', 3) and the
-        neutral frame (-1: estimated), from the fit vertices in the head frame (T, V', 3) and
-        the lid shapes' weights (T, 4) in LID_SHAPES order, which are taken out first."""
-        vertices = np.asarray(head_frame_vertices, np.float64)
-        vertices = vertices - (lid_weights @ self.lid_design).reshape(vertices.shape)
-        frame = self.settings.neutral_frame
-        if frame is not None:
-            if not 0 <= frame < len(vertices):
-                raise ValueError(f"neutral frame {frame} is outside the clip (0..{len(vertices) - 1})")
-            neutral = vertices[frame]
-        else:
-            neutral = self.estimate_neutral(vertices)
-        flat = vertices.reshape(len(vertices), -1)
-        fitted = self.fit_projected(flat @ self.columns.T - neutral.reshape(-1) @ self.columns.T)[:, : self.shape_count]
-        weights = np.zeros((len(fitted), len(ARKIT_NAMES)), np.float32)
-        weights[:, [INDEX[n] for n in FITTED_SHAPES]] = fitted
-        weights[:, [INDEX[n] for n in LID_SHAPES]] = lid_weights
-        return weights, neutral, -1 if frame is None else int(frame)
+    def fit_windows(self, projected: np.ndarray) -> np.ndarray:
+        """(T, S) weights of FITTED_SHAPES from the offsets projected on the columns (T, S + 6),
+        fitted `window` frames at a time; consecutive windows overlap by `window_overlap` frames,
+        across which the later window's weights fade in linearly."""
+        window, overlap = self.settings.window, self.settings.window_overlap
+        if not 0 <= overlap < window:
+            raise ValueError(f"the window overlap ({overlap}) must be below the window ({window} frames)")
+        weights = np.empty((len(projected), self.shape_count))
+        done = 0
+        for start in range(0, max(len(projected) - overlap, 1), window - overlap):
+            stop = min(start + window, len(projected))
+            fitted = self.fit_projected(projected[start:stop])[:, : self.shape_count]
+            shared = done - start
+            fade_in = ((np.arange(shared) + 1.0) / (shared + 1.0))[:, None]
+            weights[start:done] = (1.0 - fade_in) * weights[start:done] + fade_in * fitted[:shared]
+            weights[done:stop] = fitted[shared:]
+            done = stop
+        return weights
 
     def estimate_neutral(self, head_frame_vertices: np.ndarray) -> np.ndarray:
         """The face at rest, from the clip: the per-vertex median of the REST_SHARE of frames
@@ -201,19 +206,13 @@ class ExpressionSolver:
         median face (weights in [-1, 1], each weighed by its shape's size): an expression held
         through most of the clip (a smile kept while talking) is in the median, and the frames
         where it is released score below 0, so they, not the smile, become the rest. Long clips
-        are sampled at NEUTRAL_SAMPLE_FRAMES evenly spaced frames."""
+        are given at NEUTRAL_SAMPLE_FRAMES evenly spaced frames (`solve_sequence`)."""
         vertices = np.asarray(head_frame_vertices, np.float64)
-        if len(vertices) > NEUTRAL_SAMPLE_FRAMES:
-            vertices = vertices[np.linspace(0, len(vertices) - 1, NEUTRAL_SAMPLE_FRAMES).round().astype(int)]
         median = np.median(vertices, axis=0)
         signed = self.fit_projected((vertices - median).reshape(len(vertices), -1) @ self.columns.T, signed=True)
         score = signed[:, : self.shape_count] @ self.size[: self.shape_count]
         calmest = np.argsort(score)[: max(MIN_REST_FRAMES, int(REST_SHARE * len(vertices)))]
         return np.median(vertices[calmest], axis=0)
-
-    def expression_shape(self, fitted_weights: np.ndarray) -> np.ndarray:
-        """(T, V', 3) offsets the fitted weights make on the fit vertices."""
-        return (fitted_weights @ self.design).reshape(len(fitted_weights), -1, 3)
 
 
 def _difference_laplacian(weights: np.ndarray) -> np.ndarray:
@@ -260,37 +259,40 @@ def head_angles(head_pose: np.ndarray) -> np.ndarray:
     return np.stack([yaw, pitch, roll], axis=1)
 
 
-def eye_gaze(landmarks: np.ndarray, neutral_landmarks: np.ndarray) -> np.ndarray:
-    """(T, 2, 2) [left, right] x [yaw, pitch] in radians from the 478 template landmarks in the
-    head frame (T, 478, 3): the iris centre's offset from the middle of its eye corners, less
-    that offset in the neutral, over the eyeball's radius. Yaw is positive toward the subject's
-    left (+X), pitch positive looking up (+Y)."""
-    gaze = np.zeros((len(landmarks), 2, 2))
+def eye_gaze(eye_points: np.ndarray, neutral_eye_points: np.ndarray) -> np.ndarray:
+    """(T, 2, 2) [left, right] x [yaw, pitch] in radians from the EYE_POINTS landmarks in the
+    head frame (T, len(EYE_POINTS), 3): the iris centre's offset from the middle of its eye
+    corners, less that offset in the neutral, over the eyeball's radius. Yaw is positive toward
+    the subject's left (+X), pitch positive looking up (+Y)."""
+    gaze = np.zeros((len(eye_points), 2, 2))
     for e, (iris, outer, inner) in enumerate(EYES.values()):
-        offset = landmarks[:, iris] - (landmarks[:, outer] + landmarks[:, inner]) / 2
-        rest = neutral_landmarks[iris] - (neutral_landmarks[outer] + neutral_landmarks[inner]) / 2
+        iris, outer, inner = _AT[iris], _AT[outer], _AT[inner]
+        offset = eye_points[:, iris] - (eye_points[:, outer] + eye_points[:, inner]) / 2
+        rest = neutral_eye_points[iris] - (neutral_eye_points[outer] + neutral_eye_points[inner]) / 2
         sine = np.clip((offset - rest)[:, :2] / EYEBALL_RADIUS_M, -1.0, 1.0)
         gaze[:, e] = np.arcsin(sine)
     return gaze
 
 
-def eye_apertures(landmarks: np.ndarray) -> np.ndarray:
-    """(..., 2) lid opening over eye width, [left, right], of landmarks (..., 478, 3)."""
+def eye_apertures(eye_points: np.ndarray) -> np.ndarray:
+    """(..., 2) lid opening over eye width, [left, right], of the EYE_POINTS landmarks (..., len(EYE_POINTS), 3)."""
     columns = []
     for upper, lower, outer, inner in EYELIDS.values():
-        opening = np.linalg.norm(landmarks[..., upper, :] - landmarks[..., lower, :], axis=-1)
-        columns.append(opening / np.linalg.norm(landmarks[..., outer, :] - landmarks[..., inner, :], axis=-1))
+        opening = np.linalg.norm(eye_points[..., _AT[upper], :] - eye_points[..., _AT[lower], :], axis=-1)
+        width = np.linalg.norm(eye_points[..., _AT[outer], :] - eye_points[..., _AT[inner], :], axis=-1)
+        columns.append(opening / width)
     return np.stack(columns, axis=-1)
 
 
 def lid_response(template_vertices: np.ndarray, template_basis: np.ndarray) -> np.ndarray:
     """(4,) relative change of its eye's aperture that each LID_SHAPES shape makes at weight 1
     (negative for a blink), read off the basis on the template."""
-    rest = eye_apertures(template_vertices)
+    rest = eye_apertures(template_vertices[EYE_POINTS])
     response = np.empty(len(LID_SHAPES))
     for k, name in enumerate(LID_SHAPES):
         eye = 0 if name.endswith("Left") else 1
-        response[k] = eye_apertures(template_vertices + template_basis[INDEX[name]])[eye] / rest[eye] - 1.0
+        shaped = template_vertices[EYE_POINTS] + template_basis[INDEX[name]][EYE_POINTS]
+        response[k] = eye_apertures(shaped)[eye] / rest[eye] - 1.0
     return response
 
 
@@ -314,30 +316,55 @@ def eye_look_weights(gaze: np.ndarray) -> dict[str, np.ndarray]:
     return curves
 
 
-def solve_sequence(vertices: np.ndarray, head_pose: np.ndarray, canonical_vertices: np.ndarray,
+def solve_sequence(vertices, head_pose: np.ndarray, canonical_vertices: np.ndarray,
                    landmarks: np.ndarray | None = None, settings: SolverSettings | None = None,
                    solver: ExpressionSolver | None = None) -> ExpressionCurves:
     """Every curve of a clip. `vertices` (T, V, 3) camera space on the mesh whose canonical
-    positions are `canonical_vertices`; `head_pose` (T, 4, 4) canonical -> camera; `landmarks`
-    (T, 478, 3) camera space for the gaze, default the mesh's first 478 vertices (a template mesh
-    keeps the template's landmarks first)."""
+    positions are `canonical_vertices`, anything indexed as ``vertices[start:stop, columns]``;
+    `head_pose` (T, 4, 4) canonical -> camera; `landmarks` (T, 478, 3) camera space for the
+    lids and the gaze, default the mesh's first 478 vertices (a template mesh keeps the
+    template's landmarks first)."""
     solver = solver or ExpressionSolver(canonical_vertices, settings)
-    terms = pose_terms(head_angles(head_pose))
-    head_landmarks = to_head_frame(vertices[:, :478] if landmarks is None else landmarks, head_pose)
-    head_landmarks -= np.einsum("tk,kvd->tvd", terms, solver.landmark_pose_bias)
+    head_pose = np.asarray(head_pose, np.float64)
+    count = len(head_pose)
     neutral_frame = solver.settings.neutral_frame
-    if neutral_frame is not None and not 0 <= neutral_frame < len(head_landmarks):
-        raise ValueError(f"neutral frame {neutral_frame} is outside the clip (0..{len(head_landmarks) - 1})")
-    apertures = eye_apertures(head_landmarks)
+    if neutral_frame is not None and not 0 <= neutral_frame < count:
+        raise ValueError(f"neutral frame {neutral_frame} is outside the clip (0..{count - 1})")
+    angles = head_angles(head_pose)
+    terms = pose_terms(angles)
+    if neutral_frame is not None:
+        rest_frames = np.array([neutral_frame])
+    else:
+        rest_frames = np.unique(np.linspace(0, count - 1, min(count, NEUTRAL_SAMPLE_FRAMES)).round().astype(int))
+    projected = np.empty((count, len(solver.columns)))
+    eye_points = np.empty((count, len(EYE_POINTS), 3))
+    rest_vertices = np.empty((len(rest_frames), len(solver.fit_vertices), 3))
+    eye_bias = solver.landmark_pose_bias[:, EYE_POINTS]
+    for start in range(0, count, READ_FRAMES):
+        stop = min(start + READ_FRAMES, count)
+        pose, term = head_pose[start:stop], terms[start:stop]
+        source = vertices if landmarks is None else landmarks
+        eye_points[start:stop] = (to_head_frame(source[start:stop, EYE_POINTS], pose)
+                                  - np.einsum("tk,kvd->tvd", term, eye_bias))
+        fit = to_head_frame(vertices[start:stop, solver.fit_vertices], pose)
+        fit -= np.einsum("tk,kvd->tvd", term, solver.pose_bias)
+        projected[start:stop] = fit.reshape(len(fit), -1) @ solver.columns.T
+        chosen = (rest_frames >= start) & (rest_frames < stop)
+        rest_vertices[chosen] = fit[rest_frames[chosen] - start]
+    apertures = eye_apertures(eye_points)
     rest_apertures = apertures[neutral_frame] if neutral_frame is not None else np.median(apertures, axis=0)
-    change = apertures / rest_apertures - 1.0
-    fit_vertices = to_head_frame(vertices[:, solver.fit_vertices], head_pose)
-    fit_vertices -= np.einsum("tk,kvd->tvd", terms, solver.pose_bias)
-    weights, _, neutral_frame = solver.solve(fit_vertices, lid_weights(change, solver.lid_response))
-    neutral_landmarks = head_landmarks[neutral_frame] if neutral_frame >= 0 else np.median(head_landmarks, axis=0)
-    gaze = eye_gaze(head_landmarks, neutral_landmarks)
+    lids = lid_weights(apertures / rest_apertures - 1.0, solver.lid_response)
+    # The lids' shapes are taken out of the offsets before the fit (see the module docstring).
+    projected -= lids @ (solver.lid_design @ solver.columns.T)
+    rest_vertices -= (lids[rest_frames] @ solver.lid_design).reshape(rest_vertices.shape)
+    neutral = rest_vertices[0] if neutral_frame is not None else solver.estimate_neutral(rest_vertices)
+    fitted = solver.fit_windows(projected - neutral.reshape(-1) @ solver.columns.T)
+    weights = np.zeros((count, len(ARKIT_NAMES)), np.float32)
+    weights[:, [INDEX[n] for n in FITTED_SHAPES]] = fitted
+    weights[:, [INDEX[n] for n in LID_SHAPES]] = lids
+    neutral_eyes = eye_points[neutral_frame] if neutral_frame is not None else np.median(eye_points, axis=0)
+    gaze = eye_gaze(eye_points, neutral_eyes)
     for name, curve in eye_look_weights(gaze).items():
         weights[:, INDEX[name]] = curve
-    return ExpressionCurves(weights=weights, head_rotation=head_angles(head_pose),
-                            head_translation=np.asarray(head_pose[:, :3, 3], np.float64),
-                            eye_gaze=gaze, neutral_frame=neutral_frame)
+    return ExpressionCurves(weights=weights, head_rotation=angles, head_translation=head_pose[:, :3, 3].copy(),
+                            eye_gaze=gaze, neutral_frame=-1 if neutral_frame is None else int(neutral_frame))
