@@ -8,9 +8,14 @@ both inputs, the PNG folder and the same frames encoded as an H.264 video, it ca
 appearance stage off ("before") and on ("after") and scores side by side on the same seeds:
 MediaPipe's landmark mesh carried to the seeds (from the "before" capture's raw landmarks), the
 project before and after (reconstruction, smoothing on) and the "after" capture's refined
-landmark mesh carried the same way. Columns: 2D end-point error mean and median (px), jitter
-(px/frame^2), survival, 3D error of the seed points after rigid alignment (mm), mean per-vertex
-3D error of the reconstructed mesh (mm) and capture / reconstruction time per frame (ms).
+landmark mesh carried the same way. Two more rows score the landmarks themselves, raw
+(MediaPipe's, the "before" capture) and refined (the "after" capture), each followed from its
+frame-0 place on the face's skin (the same place in both: the stage starts from MediaPipe's
+first landmarks). Columns: 2D end-point error mean and median (px), jitter of the tracks
+(px/frame^2; the true motion's own acceleration is in it, so on fast motion every method shows
+about the same) and of their error (the track minus the truth: the jitter a method adds),
+survival, 3D error of the points after rigid alignment (mm), mean per-vertex 3D error of the
+reconstructed mesh (mm) and capture / reconstruction time per frame (ms).
 ``--real`` adds the landmarks' jitter on real clips (GRID, the sample), stage off and on.
 """
 from __future__ import annotations
@@ -27,8 +32,11 @@ from model_runtime.template import load_template
 from .accuracy import (BASELINE, Settings, Tracks, _place_seeds, anchor_to_mesh, carry, compared_pairs,
                        landmarks, mesh_errors, reconstruct_seeds, rendered_sequence, score_tracks)
 from .groundtruth import RenderedSequence
+from .sequences import SURFACE_FACE
 
-DEFAULT_CLIPS = ("turn-12", "talk-11", "occlusion-14")
+DEFAULT_CLIPS = ("turn-12", "talk-11", "occlusion-14", "fast-13")
+RAW_LANDMARKS = "raw MediaPipe landmarks"
+REFINED_LANDMARKS = "refined landmarks"
 
 
 def encode_video(frames: Path, out: Path, fps: float) -> Path:
@@ -90,10 +98,34 @@ def evaluate(rendered: RenderedSequence, source: Path, workdir: Path, seed_point
     for label, tracks in methods.items():
         score = score_tracks(tracks, truth_pixels, truth_positions, visible, compared, threshold_px)
         capture_s, reconstruct_s = rows_time[label]
-        rows.append((label, score.epe_mean, score.epe_median, score.jitter, score.survival, score.error_3d_mm,
-                     meshes.get(label, float("nan")), 1000 * capture_s / frames,
-                     float("nan") if reconstruct_s is None else 1000 * reconstruct_s / frames))
-    return rows
+        rows.append(_row(label, score, meshes.get(label, float("nan")), 1000 * capture_s / frames,
+                         float("nan") if reconstruct_s is None else 1000 * reconstruct_s / frames))
+    return _landmark_rows(rendered, {RAW_LANDMARKS: (lm_pixels, lm_positions),
+                                     REFINED_LANDMARKS: (refined_pixels, refined_positions)}, threshold_px) + rows
+
+
+def _row(label: str, score, mesh_mm: float, capture_ms: float, reconstruct_ms: float) -> tuple:
+    return (label, score.epe_mean, score.epe_median, score.jitter, score.jitter_of_error, score.survival,
+            score.error_3d_mm, mesh_mm, capture_ms, reconstruct_ms)
+
+
+def _landmark_rows(rendered: RenderedSequence, landmark_tracks: dict, threshold_px: float) -> list:
+    """The landmarks themselves scored as tracks: each landmark whose frame-0 pixel lies on the
+    face's skin is followed as the surface point under that pixel; landmark_tracks maps a label to
+    (T, 478, 2) pixels and (T, 478, 3) positions, all with the same frame-0 landmarks."""
+    truth0 = rendered.ground_truth(0)
+    first = next(iter(landmark_tracks.values()))[0][0]
+    size = rendered.spec.image_size
+    pixel = np.clip(np.rint(first).astype(np.int64), 0, size - 1)
+    on_skin = np.flatnonzero(truth0["surface"][pixel[:, 1], pixel[:, 0]] == SURFACE_FACE)
+    rows, cols = pixel[on_skin, 1], pixel[on_skin, 0]
+    truth_positions, truth_pixels, visible = rendered.surface_tracks(truth0["triangle"][rows, cols],
+                                                                     truth0["barycentric"][rows, cols])
+    methods = {label: Tracks(pixels[:, on_skin], positions[:, on_skin])
+               for label, (pixels, positions) in landmark_tracks.items()}
+    compared = compared_pairs(visible, methods)
+    return [_row(label, score_tracks(tracks, truth_pixels, truth_positions, visible, compared, threshold_px),
+                 float("nan"), float("nan"), float("nan")) for label, tracks in methods.items()]
 
 
 def real_clip_jitter(clip: Path, workdir: Path) -> tuple[float, float]:
@@ -117,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real", nargs="*", default=[], type=Path, help="real clips to report landmark jitter on")
     args = parser.parse_args(argv)
     settings = Settings(frame_count=args.frames, image_size=args.size)
-    print("| clip | input | method | EPE mean | EPE median | jitter | survival | 3D pts mm | 3D mesh mm "
-          "| capture ms/f | reconstruct ms/f |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| clip | input | method | EPE mean | EPE median | jitter | jitter of error | survival | 3D pts mm "
+          "| 3D mesh mm | capture ms/f | reconstruct ms/f |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for clip in args.clips:
         style, seed = clip.rsplit("-", 1)
         rendered, _ = rendered_sequence(style, int(seed), settings)
