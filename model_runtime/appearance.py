@@ -73,6 +73,10 @@ MATCH_MIN_CORRELATION = 0.8
 """Correlation of the windows (``COVER_WINDOW``) of the reference and of its match in the frame
 above which a large correction is taken at once: the same skin under another pose still
 correlates this well, an occluder's edge dragging the flow does not."""
+LOST_SHARE = 0.25
+"""A track whose reference alignment matches (``MATCH_MIN_CORRELATION``) fewer than this share of
+its points is compared with a new track from MediaPipe's landmarks: on a visible face about
+half match (lips, eyes and the outline have too little texture or change too much)."""
 REFERENCE_NOISE_PX = 1.0
 """Size (crop pixels) of a reference correction that may be the match's own noise: of a larger
 one all but this much is taken at once. The forward-backward check accepts matches up to
@@ -148,7 +152,7 @@ class AppearanceTracker:
             if self._reference is None:
                 result = TrackedLandmarks(_float32(detected), np.zeros(len(detected), bool))
             else:
-                result = self._restart(gray, detected, depth)
+                result = self._restart(gray, detected, depth)[0]
         else:
             result = self._track(gray, detected, depth)
         self._previous = _View(gray, result.pixels)
@@ -188,6 +192,15 @@ class AppearanceTracker:
         moved[~flow_ok] = carried[~flow_ok]
         aligned, trust, textured, correlation = self._align(crop, now, moved, depth)
         confirmed = textured & (correlation >= MATCH_MIN_CORRELATION)
+        matched = int((confirmed & (trust > 0)).sum())
+        if guess is not None and matched < LOST_SHARE * len(moved):
+            # Few points match the reference: the track may be lost (a restart beside an
+            # occluder went wrong) or the face largely covered. A new track from MediaPipe's
+            # landmarks is taken only when clearly more of its points match (a restart
+            # breaks the chained flow's continuity).
+            restarted, restarted_matched = self._restart(gray, detected, depth)
+            if restarted_matched > 2 * matched:
+                return restarted
         refined = moved + trust[:, None] * _correction_step(aligned - moved, confirmed)
         hidden = (~flow_ok & (trust == 0)) | (textured & (correlation < COVER_MAX_CORRELATION))
         if guess is not None:
@@ -202,25 +215,28 @@ class AppearanceTracker:
             refined[hidden] = guess[hidden]
         return TrackedLandmarks(_float32(crop.to_frame(refined)), hidden)
 
-    def _restart(self, gray: np.ndarray, detected: np.ndarray, depth: np.ndarray | None) -> TrackedLandmarks:
+    def _restart(self, gray: np.ndarray, detected: np.ndarray, depth: np.ndarray | None
+                 ) -> tuple[TrackedLandmarks, int]:
         """A new track (after a frame without a face, or a resume there): MediaPipe's landmarks
         aligned at once against the reference frame. Points the alignment cannot confirm (under
         an occluder MediaPipe's mesh bends toward it) take the reference frame's landmarks moved
         as the confirmed ones moved since then (their affine motion, plus that of their
-        neighbours beyond it)."""
+        neighbours beyond it). Also returns how many points the reference matches well."""
         crop = _Crop.around(detected, self.crop_size)
         now = crop.cut(gray)
         guess = crop.to_crop(detected)
         aligned, trust, textured, correlation = self._align(crop, now, guess, depth)
         hidden = textured & (correlation < COVER_MAX_CORRELATION)
         confirmed = (trust > 0) & ~hidden
+        matched = int((confirmed & textured & (correlation >= MATCH_MIN_CORRELATION)).sum())
         if confirmed.sum() < 3:
-            return TrackedLandmarks(_float32(detected), hidden)
+            return TrackedLandmarks(_float32(detected), hidden), matched
         reference = crop.to_crop(self._reference.points)
         carried = reference + _spread(aligned[confirmed] - reference[confirmed], reference[confirmed], reference,
                                       trust[confirmed])
         own = np.where(confirmed, trust, 0.0)[:, None]
-        return TrackedLandmarks(_float32(crop.to_frame(own * aligned + (1.0 - own) * carried)), hidden)
+        # Only what the reference confirms counts as seen: the rest are guesses.
+        return TrackedLandmarks(_float32(crop.to_frame(own * aligned + (1.0 - own) * carried)), ~confirmed), matched
 
     def _align(self, crop: "_Crop", now: np.ndarray, points: np.ndarray, depth: np.ndarray | None):
         """The reference alignment at ``points`` (crop pixels): where the flow from the warped
