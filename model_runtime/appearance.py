@@ -342,7 +342,9 @@ def _match_correlation(expected: np.ndarray, seen: np.ndarray, points: np.ndarra
     var_a = cv2.blur(a * a, window) - mean_a ** 2
     var_b = cv2.blur(b * b, window) - mean_b ** 2
     covariance = cv2.blur(a * b, window) - mean_a * mean_b
-    correlation = covariance / np.sqrt(np.maximum(var_a * var_b, 1e-6))
+    # A flat window (an occluder without texture) matches nothing: the variances are floored at
+    # one grey level squared, so float rounding in them cannot make a correlation.
+    correlation = covariance / np.sqrt(np.maximum(var_a, 1.0) * np.maximum(var_b, 1.0))
     return _sample(var_a, points) > COVER_MIN_CONTRAST ** 2, _sample(correlation, points)
 
 
