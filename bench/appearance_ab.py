@@ -16,7 +16,8 @@ first landmarks). Columns: 2D end-point error mean and median (px), jitter of th
 about the same) and of their error (the track minus the truth: the jitter a method adds),
 survival, 3D error of the points after rigid alignment (mm), mean per-vertex 3D error of the
 reconstructed mesh (mm) and capture / reconstruction time per frame (ms).
-``--real`` adds the landmarks' jitter on real clips (GRID, the sample), stage off and on.
+``--real`` adds jitter on real clips (GRID, the sample; real motion included): of the landmarks,
+raw and refined, and of seeds on the face (``real_clip_jitter``).
 """
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ import av
 import numpy as np
 
 from model_runtime.template import load_template
-from .accuracy import (BASELINE, Settings, Tracks, _place_seeds, anchor_to_mesh, carry, compared_pairs,
-                       landmarks, mesh_errors, reconstruct_seeds, rendered_sequence, score_tracks)
+from .accuracy import (BASELINE, Settings, Tracks, _place_seeds, anchor_to_mesh, carry, choose_seeds, compared_pairs,
+                       hull_mask, landmarks, mesh_errors, reconstruct_seeds, rendered_sequence, score_tracks)
 from .groundtruth import RenderedSequence
 from .sequences import SURFACE_FACE
 
@@ -128,16 +129,27 @@ def _landmark_rows(rendered: RenderedSequence, landmark_tracks: dict, threshold_
                  float("nan"), float("nan"), float("nan")) for label, tracks in methods.items()]
 
 
-def real_clip_jitter(clip: Path, workdir: Path) -> tuple[float, float]:
-    """Jitter (px/frame^2) of the 478 landmarks on a real clip: MediaPipe's own (stage off) and
-    refined (stage on). Real motion is in both; only the difference is the stage's."""
+def real_clip_jitter(clip: Path, workdir: Path, seed_points: int) -> dict:
+    """Jitter (px/frame^2) on a real clip, real motion included: of the 478 landmarks, raw (stage
+    off) and refined (stage on), and of seeds on the frame-0 face: MediaPipe's landmark mesh
+    carried to them and the project's tracks (reconstruction, smoothing on) before and after."""
     from . import metrics
 
-    result = []
-    for appearance in (False, True):
-        folder, _ = _capture_with(clip, workdir / str(appearance), None, appearance)
-        result.append(metrics.jitter(landmarks(folder)[0]))
-    return result[0], result[1]
+    folders = {appearance: _capture_with(clip, workdir / str(appearance), None, appearance)[0]
+               for appearance in (False, True)}
+    raw_pixels, raw_positions = landmarks(folders[False])
+    first = folders[True].frame(0).full()
+    if not (first.has_face and np.isfinite(raw_pixels[0]).all()):
+        raise RuntimeError(f"{clip.name}: no face found on frame 0")
+    face = first.mask & hull_mask(raw_pixels[0], folders[True].frame_size)
+    seeds = choose_seeds(face, face, seed_points)
+    ids, weights = anchor_to_mesh(seeds.astype(np.float64), raw_pixels[0], load_template().triangles,
+                                  raw_positions[0, :, 2])
+    result = {RAW_LANDMARKS: metrics.jitter(raw_pixels), REFINED_LANDMARKS: metrics.jitter(landmarks(folders[True])[0]),
+              BASELINE + " carried": metrics.jitter(carry(ids, weights, raw_pixels))}
+    for label, appearance in (("before", False), ("after", True)):
+        result[label] = metrics.jitter(reconstruct_seeds(folders[appearance], seeds, smooth=True)[0].pixels)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--inputs", default="video,png")
-    parser.add_argument("--real", nargs="*", default=[], type=Path, help="real clips to report landmark jitter on")
+    parser.add_argument("--real", nargs="*", default=[], type=Path, help="real clips to report jitter on")
     args = parser.parse_args(argv)
     settings = Settings(frame_count=args.frames, image_size=args.size)
     print("| clip | input | method | EPE mean | EPE median | jitter | jitter of error | survival | 3D pts mm "
@@ -166,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
                     cells = " | ".join("-" if v is None or not np.isfinite(v) else f"{v:.2f}" for v in values)
                     print(f"| {clip} | {name} | {label} | {cells} |", flush=True)
     if args.real:
-        print("\n| real clip | jitter, MediaPipe landmarks | jitter, refined landmarks | ratio |\n|---|---|---|---|")
+        print("\n| real clip | raw landmarks | refined landmarks | MediaPipe carried | before | after "
+              "| after / raw landmarks |\n|---|---|---|---|---|---|---|")
     for clip in args.real:
         with tempfile.TemporaryDirectory() as tmp:
-            before, after = real_clip_jitter(clip, Path(tmp))
-        print(f"| {clip.name} | {before:.3f} | {after:.3f} | {after / before:.2f} |", flush=True)
+            jitter = real_clip_jitter(clip, Path(tmp), settings.seed_points)
+        cells = " | ".join(f"{value:.3f}" for value in jitter.values())
+        print(f"| {clip.name} | {cells} | {jitter['after'] / jitter[RAW_LANDMARKS]:.2f} |", flush=True)
     return 0
 
 
