@@ -18,12 +18,24 @@ face crop at a fixed resolution (so the cost does not follow the frame size):
    included. Flow from that warped reference to the current crop then measures, at each
    landmark, how far the prediction is from where the skin really is; a forward-backward check
    keeps the trustworthy corrections. This anchors every point to the reference frame, so
-   tracks do not drift however long the clip.
+   tracks do not drift however long the clip. A small correction may be the match's own noise
+   and is taken a share ``REFERENCE_GAIN`` per frame (steady tracks); of one larger than
+   ``REFERENCE_NOISE_PX`` whose match is confirmed (the windows of the reference and of its
+   match correlate above ``MATCH_MIN_CORRELATION``) all the excess is taken at once, so a
+   point that comes back from under an occluder off its skin is back on it the next frame.
 3. **Hidden points.** A point where the frame does not look like the warped reference (its
-   window correlates poorly although the reference is textured there: an occluder, a closed
-   lid), or that neither check accepts, is flagged hidden and carried by MediaPipe's landmark,
-   which still places it plausibly; when the skin shows again step 2 pulls it back on the
-   right spot.
+   window correlates poorly with the match's although the reference is textured there: an
+   occluder, a closed lid), or that neither check accepts, is flagged hidden. MediaPipe's
+   landmarks bend toward an occluder, so a hidden point moves as the visible points around it
+   do (``_spread``: their affine motion, plus their own beyond it where they are near); when
+   the skin shows again step 2 puts it back on the right spot.
+4. **New tracks.** After a frame without a face (or a resume there) a track starts from
+   MediaPipe's landmarks aligned at once against the reference; the points the alignment does
+   not confirm take the reference's landmarks moved as the confirmed ones moved, and are
+   flagged hidden (zero confidence: reconstruction fills them from the frames that saw them).
+   A running track whose points the reference mostly fails to match (fewer than
+   ``LOST_SHARE``) is compared with such a new track, which replaces it where it matches
+   clearly more (a restart beside an occluder that went wrong).
 
 Every other point is pulled toward MediaPipe's landmark by ``MEDIAPIPE_PULL`` times one minus
 its trust in the reference alignment, so that a point the reference cannot confirm (a 45
@@ -59,7 +71,10 @@ the weight falls linearly from 1 at no disagreement."""
 DENOISE_SIGMA = 0.8
 """Gaussian blur (crop pixels) against sensor and compression noise before the flow."""
 MAX_CORRECTION_PX = 24.0
-"""Largest correction (crop pixels) taken from the reference alignment."""
+"""Largest correction (crop pixels) taken from the reference alignment: a tenth of the crop, twice
+MediaPipe's usual error on a visible face, so that a point that comes back from under an
+occluder (where it was carried by its neighbours' motion) is still within reach (at 12 the
+forward-backward check accepted such corrections, 12-14 crop pixels, but the cap refused them)."""
 COVER_WINDOW = 11
 """Side (crop pixels) of the window compared between the warped reference and the frame."""
 COVER_MIN_CONTRAST = 4.0
