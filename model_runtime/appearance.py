@@ -202,10 +202,11 @@ class AppearanceTracker:
             before = self._warp_reference(previous, crop, carried, depth)
         else:
             carried, before = start, crop.cut(previous.gray)
-        moved, flow_error, _ = self._follow(before, now, carried)
+        flat_now = _flatten_shading(now)
+        moved, flow_error, _ = self._follow(_flatten_shading(before), flat_now, carried)
         flow_ok = flow_error <= FORWARD_BACKWARD_PX
         moved[~flow_ok] = carried[~flow_ok]
-        aligned, trust, textured, correlation = self._align(crop, now, moved, depth)
+        aligned, trust, textured, correlation = self._align(crop, now, flat_now, moved, depth)
         confirmed = textured & (correlation >= MATCH_MIN_CORRELATION)
         matched = int((confirmed & (trust > 0)).sum())
         if guess is not None and matched < LOST_SHARE * len(moved):
@@ -240,7 +241,7 @@ class AppearanceTracker:
         crop = _Crop.around(detected, self.crop_size)
         now = crop.cut(gray)
         guess = crop.to_crop(detected)
-        aligned, trust, textured, correlation = self._align(crop, now, guess, depth)
+        aligned, trust, textured, correlation = self._align(crop, now, _flatten_shading(now), guess, depth)
         hidden = textured & (correlation < COVER_MAX_CORRELATION)
         confirmed = (trust > 0) & ~hidden
         matched = int((confirmed & textured & (correlation >= MATCH_MIN_CORRELATION)).sum())
@@ -253,13 +254,14 @@ class AppearanceTracker:
         # Only what the reference confirms counts as seen: the rest are guesses.
         return TrackedLandmarks(_float32(crop.to_frame(own * aligned + (1.0 - own) * carried)), ~confirmed), matched
 
-    def _align(self, crop: "_Crop", now: np.ndarray, points: np.ndarray, depth: np.ndarray | None):
+    def _align(self, crop: "_Crop", now: np.ndarray, flat_now: np.ndarray, points: np.ndarray,
+               depth: np.ndarray | None):
         """The reference alignment at ``points`` (crop pixels): where the flow from the warped
         reference puts each point, the trust in it ([0, 1], from its forward-backward check and
         ``MAX_CORRECTION_PX``), and whether the reference is textured there and how well its
         window correlates with the match's (``_match_correlation``)."""
         warped = self._warp_reference(self._reference, crop, points, depth)
-        aligned, alignment_error, forward = self._follow(warped, now, points)
+        aligned, alignment_error, forward = self._follow(_flatten_shading(warped), flat_now, points)
         trust = np.clip(1.0 - alignment_error / REFERENCE_FORWARD_BACKWARD_PX, 0.0, 1.0)
         trust[np.linalg.norm(aligned - points, axis=1) > MAX_CORRECTION_PX] = 0.0
         textured, correlation = _match_correlation(warped, _pull_back(now, forward), points)
@@ -267,9 +269,9 @@ class AppearanceTracker:
 
     def _follow(self, source: np.ndarray, target: np.ndarray, points: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``points`` of ``source`` carried into ``target`` by dense flow, how far the backward
-        flow misses them (crop pixels; infinite when carried out of the crop) and the forward flow."""
-        source, target = _flatten_shading(source), _flatten_shading(target)
+        """``points`` of ``source`` carried into ``target`` (both shading-flattened) by dense flow,
+        how far the backward flow misses them (crop pixels; infinite when carried out of the
+        crop) and the forward flow."""
         forward = self._flow.calc(source, target, None)
         backward = self._flow.calc(target, source, None)
         moved = points + _sample(forward, points)
