@@ -8,10 +8,16 @@ both inputs, the PNG folder and the same frames encoded as an H.264 video, it ca
 appearance stage off ("before") and on ("after") and scores side by side on the same seeds:
 MediaPipe's landmark mesh carried to the seeds (from the "before" capture's raw landmarks), the
 project before and after (reconstruction, smoothing on) and the "after" capture's refined
-landmark mesh carried the same way. Columns: 2D end-point error mean and median (px), jitter
-(px/frame^2), survival, 3D error of the seed points after rigid alignment (mm), mean per-vertex
-3D error of the reconstructed mesh (mm) and capture / reconstruction time per frame (ms).
-``--real`` adds the landmarks' jitter on real clips (GRID, the sample), stage off and on.
+landmark mesh carried the same way. Two more rows score the landmarks themselves, raw
+(MediaPipe's, the "before" capture) and refined (the "after" capture), each followed from its
+frame-0 place on the face's skin (the same place in both: the stage starts from MediaPipe's
+first landmarks). Columns: 2D end-point error mean and median (px), jitter of the tracks
+(px/frame^2; the true motion's own acceleration is in it, so on fast motion every method shows
+about the same) and of their error (the track minus the truth: the jitter a method adds),
+survival, 3D error of the points after rigid alignment (mm), mean per-vertex 3D error of the
+reconstructed mesh (mm) and capture / reconstruction time per frame (ms).
+``--real`` adds jitter on real clips (GRID, the sample; real motion included): of the landmarks,
+raw and refined, and of seeds on the face (``real_clip_jitter``).
 """
 from __future__ import annotations
 
@@ -24,11 +30,14 @@ import av
 import numpy as np
 
 from model_runtime.template import load_template
-from .accuracy import (BASELINE, Settings, Tracks, _place_seeds, anchor_to_mesh, carry, compared_pairs,
-                       landmarks, mesh_errors, reconstruct_seeds, rendered_sequence, score_tracks)
+from .accuracy import (BASELINE, Settings, Tracks, _place_seeds, anchor_to_mesh, carry, choose_seeds, compared_pairs,
+                       hull_mask, landmarks, mesh_errors, reconstruct_seeds, rendered_sequence, score_tracks)
 from .groundtruth import RenderedSequence
+from .sequences import SURFACE_FACE
 
-DEFAULT_CLIPS = ("turn-12", "talk-11", "occlusion-14")
+DEFAULT_CLIPS = ("turn-12", "talk-11", "occlusion-14", "fast-13")
+RAW_LANDMARKS = "raw MediaPipe landmarks"
+REFINED_LANDMARKS = "refined landmarks"
 
 
 def encode_video(frames: Path, out: Path, fps: float) -> Path:
@@ -90,22 +99,57 @@ def evaluate(rendered: RenderedSequence, source: Path, workdir: Path, seed_point
     for label, tracks in methods.items():
         score = score_tracks(tracks, truth_pixels, truth_positions, visible, compared, threshold_px)
         capture_s, reconstruct_s = rows_time[label]
-        rows.append((label, score.epe_mean, score.epe_median, score.jitter, score.survival, score.error_3d_mm,
-                     meshes.get(label, float("nan")), 1000 * capture_s / frames,
-                     float("nan") if reconstruct_s is None else 1000 * reconstruct_s / frames))
-    return rows
+        rows.append(_row(label, score, meshes.get(label, float("nan")), 1000 * capture_s / frames,
+                         float("nan") if reconstruct_s is None else 1000 * reconstruct_s / frames))
+    return _landmark_rows(rendered, {RAW_LANDMARKS: (lm_pixels, lm_positions),
+                                     REFINED_LANDMARKS: (refined_pixels, refined_positions)}, threshold_px) + rows
 
 
-def real_clip_jitter(clip: Path, workdir: Path) -> tuple[float, float]:
-    """Jitter (px/frame^2) of the 478 landmarks on a real clip: MediaPipe's own (stage off) and
-    refined (stage on). Real motion is in both; only the difference is the stage's."""
+def _row(label: str, score, mesh_mm: float, capture_ms: float, reconstruct_ms: float) -> tuple:
+    return (label, score.epe_mean, score.epe_median, score.jitter, score.jitter_of_error, score.survival,
+            score.error_3d_mm, mesh_mm, capture_ms, reconstruct_ms)
+
+
+def _landmark_rows(rendered: RenderedSequence, landmark_tracks: dict, threshold_px: float) -> list:
+    """The landmarks themselves scored as tracks: each landmark whose frame-0 pixel lies on the
+    face's skin is followed as the surface point under that pixel; landmark_tracks maps a label to
+    (T, 478, 2) pixels and (T, 478, 3) positions, all with the same frame-0 landmarks."""
+    truth0 = rendered.ground_truth(0)
+    first = next(iter(landmark_tracks.values()))[0][0]
+    size = rendered.spec.image_size
+    pixel = np.clip(np.rint(first).astype(np.int64), 0, size - 1)
+    on_skin = np.flatnonzero(truth0["surface"][pixel[:, 1], pixel[:, 0]] == SURFACE_FACE)
+    rows, cols = pixel[on_skin, 1], pixel[on_skin, 0]
+    truth_positions, truth_pixels, visible = rendered.surface_tracks(truth0["triangle"][rows, cols],
+                                                                     truth0["barycentric"][rows, cols])
+    methods = {label: Tracks(pixels[:, on_skin], positions[:, on_skin])
+               for label, (pixels, positions) in landmark_tracks.items()}
+    compared = compared_pairs(visible, methods)
+    return [_row(label, score_tracks(tracks, truth_pixels, truth_positions, visible, compared, threshold_px),
+                 float("nan"), float("nan"), float("nan")) for label, tracks in methods.items()]
+
+
+def real_clip_jitter(clip: Path, workdir: Path, seed_points: int) -> dict:
+    """Jitter (px/frame^2) on a real clip, real motion included: of the 478 landmarks, raw (stage
+    off) and refined (stage on), and of seeds on the frame-0 face: MediaPipe's landmark mesh
+    carried to them and the project's tracks (reconstruction, smoothing on) before and after."""
     from . import metrics
 
-    result = []
-    for appearance in (False, True):
-        folder, _ = _capture_with(clip, workdir / str(appearance), None, appearance)
-        result.append(metrics.jitter(landmarks(folder)[0]))
-    return result[0], result[1]
+    folders = {appearance: _capture_with(clip, workdir / str(appearance), None, appearance)[0]
+               for appearance in (False, True)}
+    raw_pixels, raw_positions = landmarks(folders[False])
+    first = folders[True].frame(0).full()
+    if not (first.has_face and np.isfinite(raw_pixels[0]).all()):
+        raise RuntimeError(f"{clip.name}: no face found on frame 0")
+    face = first.mask & hull_mask(raw_pixels[0], folders[True].frame_size)
+    seeds = choose_seeds(face, face, seed_points)
+    ids, weights = anchor_to_mesh(seeds.astype(np.float64), raw_pixels[0], load_template().triangles,
+                                  raw_positions[0, :, 2])
+    result = {RAW_LANDMARKS: metrics.jitter(raw_pixels), REFINED_LANDMARKS: metrics.jitter(landmarks(folders[True])[0]),
+              BASELINE + " carried": metrics.jitter(carry(ids, weights, raw_pixels))}
+    for label, appearance in (("before", False), ("after", True)):
+        result[label] = metrics.jitter(reconstruct_seeds(folders[appearance], seeds, smooth=True)[0].pixels)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--inputs", default="video,png")
-    parser.add_argument("--real", nargs="*", default=[], type=Path, help="real clips to report landmark jitter on")
+    parser.add_argument("--real", nargs="*", default=[], type=Path, help="real clips to report jitter on")
     args = parser.parse_args(argv)
     settings = Settings(frame_count=args.frames, image_size=args.size)
-    print("| clip | input | method | EPE mean | EPE median | jitter | survival | 3D pts mm | 3D mesh mm "
-          "| capture ms/f | reconstruct ms/f |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| clip | input | method | EPE mean | EPE median | jitter | jitter of error | survival | 3D pts mm "
+          "| 3D mesh mm | capture ms/f | reconstruct ms/f |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for clip in args.clips:
         style, seed = clip.rsplit("-", 1)
         rendered, _ = rendered_sequence(style, int(seed), settings)
@@ -134,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
                     cells = " | ".join("-" if v is None or not np.isfinite(v) else f"{v:.2f}" for v in values)
                     print(f"| {clip} | {name} | {label} | {cells} |", flush=True)
     if args.real:
-        print("\n| real clip | jitter, MediaPipe landmarks | jitter, refined landmarks | ratio |\n|---|---|---|---|")
+        print("\n| real clip | raw landmarks | refined landmarks | MediaPipe carried | before | after "
+              "| after / raw landmarks |\n|---|---|---|---|---|---|---|")
     for clip in args.real:
         with tempfile.TemporaryDirectory() as tmp:
-            before, after = real_clip_jitter(clip, Path(tmp))
-        print(f"| {clip.name} | {before:.3f} | {after:.3f} | {after / before:.2f} |", flush=True)
+            jitter = real_clip_jitter(clip, Path(tmp), settings.seed_points)
+        cells = " | ".join(f"{value:.3f}" for value in jitter.values())
+        print(f"| {clip.name} | {cells} | {jitter['after'] / jitter[RAW_LANDMARKS]:.2f} |", flush=True)
     return 0
 
 

@@ -18,12 +18,24 @@ face crop at a fixed resolution (so the cost does not follow the frame size):
    included. Flow from that warped reference to the current crop then measures, at each
    landmark, how far the prediction is from where the skin really is; a forward-backward check
    keeps the trustworthy corrections. This anchors every point to the reference frame, so
-   tracks do not drift however long the clip.
+   tracks do not drift however long the clip. A small correction may be the match's own noise
+   and is taken a share ``REFERENCE_GAIN`` per frame (steady tracks); of one larger than
+   ``REFERENCE_NOISE_PX`` whose match is confirmed (the windows of the reference and of its
+   match correlate above ``MATCH_MIN_CORRELATION``) all the excess is taken at once, so a
+   point that comes back from under an occluder off its skin is back on it the next frame.
 3. **Hidden points.** A point where the frame does not look like the warped reference (its
-   window correlates poorly although the reference is textured there: an occluder, a closed
-   lid), or that neither check accepts, is flagged hidden and carried by MediaPipe's landmark,
-   which still places it plausibly; when the skin shows again step 2 pulls it back on the
-   right spot.
+   window correlates poorly with the match's although the reference is textured there: an
+   occluder, a closed lid), or that neither check accepts, is flagged hidden. MediaPipe's
+   landmarks bend toward an occluder, so a hidden point moves as the visible points around it
+   do (``_spread``: their affine motion, plus their own beyond it where they are near); when
+   the skin shows again step 2 puts it back on the right spot.
+4. **New tracks.** After a frame without a face (or a resume there) a track starts from
+   MediaPipe's landmarks aligned at once against the reference; the points the alignment does
+   not confirm take the reference's landmarks moved as the confirmed ones moved, and are
+   flagged hidden (zero confidence: reconstruction fills them from the frames that saw them).
+   A running track whose points the reference mostly fails to match (fewer than
+   ``LOST_SHARE``) is compared with such a new track, which replaces it where it matches
+   clearly more (a restart beside an occluder that went wrong).
 
 Every other point is pulled toward MediaPipe's landmark by ``MEDIAPIPE_PULL`` times one minus
 its trust in the reference alignment, so that a point the reference cannot confirm (a 45
@@ -58,8 +70,11 @@ REFERENCE_FORWARD_BACKWARD_PX = 1.5
 the weight falls linearly from 1 at no disagreement."""
 DENOISE_SIGMA = 0.8
 """Gaussian blur (crop pixels) against sensor and compression noise before the flow."""
-MAX_CORRECTION_PX = 12.0
-"""Largest correction (crop pixels) taken from the reference alignment."""
+MAX_CORRECTION_PX = 24.0
+"""Largest correction (crop pixels) taken from the reference alignment: a tenth of the crop, twice
+MediaPipe's usual error on a visible face, so that a point that comes back from under an
+occluder (where it was carried by its neighbours' motion) is still within reach (at 12 the
+forward-backward check accepted such corrections, 12-14 crop pixels, but the cap refused them)."""
 COVER_WINDOW = 11
 """Side (crop pixels) of the window compared between the warped reference and the frame."""
 COVER_MIN_CONTRAST = 4.0
@@ -69,6 +84,18 @@ COVER_MAX_CORRELATION = 0.3
 REFERENCE_GAIN = 0.5
 """Share of the reference alignment's correction taken per frame (times its trust): halving it
 spreads a correction over a few frames, jitter on the turn clip 1.38 -> 1.26 px/frame^2 at equal error."""
+MATCH_MIN_CORRELATION = 0.8
+"""Correlation of the windows (``COVER_WINDOW``) of the reference and of its match in the frame
+above which a large correction is taken at once: the same skin under another pose still
+correlates this well, an occluder's edge dragging the flow does not."""
+LOST_SHARE = 0.25
+"""A track whose reference alignment matches (``MATCH_MIN_CORRELATION``) fewer than this share of
+its points is compared with a new track from MediaPipe's landmarks: on a visible face about
+half match (lips, eyes and the outline have too little texture or change too much)."""
+REFERENCE_NOISE_PX = 1.0
+"""Size (crop pixels) of a reference correction that may be the match's own noise: of a larger
+one all but this much is taken at once. The forward-backward check accepts matches up to
+``REFERENCE_FORWARD_BACKWARD_PX``, so a match's own error is up to about this size."""
 MEDIAPIPE_PULL = 0.05
 """Share of the way toward MediaPipe's landmark a point moves each frame, times (1 - its trust in
 the reference alignment): flow keeps the tracks steady, MediaPipe keeps them from drifting where
@@ -77,6 +104,13 @@ GUIDE_LOCAL = 0.25
 """Share of MediaPipe's non-affine motion the previous frame is warped by before the flow. All
 of it passes MediaPipe's frame-to-frame noise into the tracks (jitter on the turn clip 1.91
 px/frame^2), none of it leaves expressions and turns to the flow alone (EPE 3.8 instead of 3.1)."""
+NEIGHBOUR_SIGMA = 20.0
+"""Width (crop pixels, about a twelfth of the face) over which a hidden point follows its visible
+neighbours' motion beyond their common affine motion: the size of an eye or half the lips, over
+which a face's motion is close to affine."""
+NEIGHBOUR_FLOOR = 0.5
+"""Weight (in neighbours at zero distance) of the affine field alone in ``_spread``: a point with
+no visible neighbour within a few ``NEIGHBOUR_SIGMA`` follows the affine motion only."""
 SHADING_SIGMA = 3.5
 """Scale (crop pixels) of the local contrast normalisation before the flow: removes the shading
 that changes as the head turns under a fixed light (EPE on the 45 degree turn clip 4.2 -> 3.2 px)."""
@@ -130,7 +164,10 @@ class AppearanceTracker:
         if self._previous is None:
             if detected is None:
                 return None
-            result = TrackedLandmarks(_float32(detected), np.zeros(len(detected), bool))
+            if self._reference is None:
+                result = TrackedLandmarks(_float32(detected), np.zeros(len(detected), bool))
+            else:
+                result = self._restart(gray, detected, depth)[0]
         else:
             result = self._track(gray, detected, depth)
         self._previous = _View(gray, result.pixels)
@@ -150,7 +187,7 @@ class AppearanceTracker:
         self._previous = None
 
     def _track(self, gray: np.ndarray, detected: np.ndarray | None, depth: np.ndarray | None) -> TrackedLandmarks:
-        previous, reference = self._previous, self._reference
+        previous = self._previous
         crop = _Crop.around(previous.points, self.crop_size)
         now = crop.cut(gray)
         guess = crop.to_crop(detected) if detected is not None else None
@@ -165,32 +202,83 @@ class AppearanceTracker:
             before = self._warp_reference(previous, crop, carried, depth)
         else:
             carried, before = start, crop.cut(previous.gray)
-        moved, flow_error = self._follow(before, now, carried)
+        flat_now = _flatten_shading(now)
+        moved, flow_error, _ = self._follow(_flatten_shading(before), flat_now, carried)
         flow_ok = flow_error <= FORWARD_BACKWARD_PX
         moved[~flow_ok] = carried[~flow_ok]
-        warped = self._warp_reference(reference, crop, moved, depth)
-        aligned, alignment_error = self._follow(warped, now, moved)
-        trust = np.clip(1.0 - alignment_error / REFERENCE_FORWARD_BACKWARD_PX, 0.0, 1.0)
-        trust[np.linalg.norm(aligned - moved, axis=1) > MAX_CORRECTION_PX] = 0.0
-        refined = moved + REFERENCE_GAIN * trust[:, None] * (aligned - moved)
-        hidden = (~flow_ok & (trust == 0)) | _covered(warped, now, refined)
+        aligned, trust, textured, correlation = self._align(crop, now, flat_now, moved, depth)
+        confirmed = textured & (correlation >= MATCH_MIN_CORRELATION)
+        matched = int((confirmed & (trust > 0)).sum())
+        if guess is not None and matched < LOST_SHARE * len(moved):
+            # Few points match the reference: the track may be lost (a restart beside an
+            # occluder went wrong) or the face largely covered. A new track from MediaPipe's
+            # landmarks is taken only when clearly more of its points match (a restart
+            # breaks the chained flow's continuity).
+            restarted, restarted_matched = self._restart(gray, detected, depth)
+            if restarted_matched > 2 * matched:
+                return restarted
+        refined = moved + trust[:, None] * _correction_step(aligned - moved, confirmed)
+        hidden = (~flow_ok & (trust == 0)) | (textured & (correlation < COVER_MAX_CORRELATION))
         if guess is not None:
             pull = MEDIAPIPE_PULL * (1.0 - trust[:, None])
             refined += pull * (guess - refined)
+        if hidden.any() and not hidden.all():
+            # Under an occluder MediaPipe's mesh bends toward it; the points there move as
+            # the visible skin around them does.
+            refined[hidden] = start[hidden] + _spread(refined[~hidden] - start[~hidden], start[~hidden],
+                                                      start[hidden])
+        elif guess is not None:
             refined[hidden] = guess[hidden]
         return TrackedLandmarks(_float32(crop.to_frame(refined)), hidden)
 
-    def _follow(self, source: np.ndarray, target: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``points`` of ``source`` carried into ``target`` by dense flow, and how far the
-        backward flow misses them (crop pixels; infinite when carried out of the crop)."""
-        source, target = _flatten_shading(source), _flatten_shading(target)
+    def _restart(self, gray: np.ndarray, detected: np.ndarray, depth: np.ndarray | None
+                 ) -> tuple[TrackedLandmarks, int]:
+        """A new track (after a frame without a face, or a resume there): MediaPipe's landmarks
+        aligned at once against the reference frame. Points the alignment cannot confirm (under
+        an occluder MediaPipe's mesh bends toward it) take the reference frame's landmarks moved
+        as the confirmed ones moved since then (their affine motion, plus that of their
+        neighbours beyond it). Also returns how many points the reference matches well."""
+        crop = _Crop.around(detected, self.crop_size)
+        now = crop.cut(gray)
+        guess = crop.to_crop(detected)
+        aligned, trust, textured, correlation = self._align(crop, now, _flatten_shading(now), guess, depth)
+        hidden = textured & (correlation < COVER_MAX_CORRELATION)
+        confirmed = (trust > 0) & ~hidden
+        matched = int((confirmed & textured & (correlation >= MATCH_MIN_CORRELATION)).sum())
+        if confirmed.sum() < 3:
+            return TrackedLandmarks(_float32(detected), hidden), matched
+        reference = crop.to_crop(self._reference.points)
+        carried = reference + _spread(aligned[confirmed] - reference[confirmed], reference[confirmed], reference,
+                                      trust[confirmed])
+        own = np.where(confirmed, trust, 0.0)[:, None]
+        # Only what the reference confirms counts as seen: the rest are guesses.
+        return TrackedLandmarks(_float32(crop.to_frame(own * aligned + (1.0 - own) * carried)), ~confirmed), matched
+
+    def _align(self, crop: "_Crop", now: np.ndarray, flat_now: np.ndarray, points: np.ndarray,
+               depth: np.ndarray | None):
+        """The reference alignment at ``points`` (crop pixels): where the flow from the warped
+        reference puts each point, the trust in it ([0, 1], from its forward-backward check and
+        ``MAX_CORRECTION_PX``), and whether the reference is textured there and how well its
+        window correlates with the match's (``_match_correlation``)."""
+        warped = self._warp_reference(self._reference, crop, points, depth)
+        aligned, alignment_error, forward = self._follow(_flatten_shading(warped), flat_now, points)
+        trust = np.clip(1.0 - alignment_error / REFERENCE_FORWARD_BACKWARD_PX, 0.0, 1.0)
+        trust[np.linalg.norm(aligned - points, axis=1) > MAX_CORRECTION_PX] = 0.0
+        textured, correlation = _match_correlation(warped, _pull_back(now, forward), points)
+        return aligned, trust, textured, correlation
+
+    def _follow(self, source: np.ndarray, target: np.ndarray, points: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``points`` of ``source`` carried into ``target`` (both shading-flattened) by dense flow,
+        how far the backward flow misses them (crop pixels; infinite when carried out of the
+        crop) and the forward flow."""
         forward = self._flow.calc(source, target, None)
         backward = self._flow.calc(target, source, None)
         moved = points + _sample(forward, points)
         returned = moved + _sample(backward, moved)
         size = source.shape[0]
         inside = ((moved >= 0) & (moved <= size - 1)).all(axis=1)
-        return moved, np.where(inside, np.linalg.norm(returned - points, axis=1), np.inf)
+        return moved, np.where(inside, np.linalg.norm(returned - points, axis=1), np.inf), forward
 
     def _warp_reference(self, reference: _View, crop: "_Crop", points: np.ndarray, depth: np.ndarray | None
                         ) -> np.ndarray:
@@ -213,6 +301,36 @@ def _fit_affine(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(homogeneous, np.asarray(target, np.float64), rcond=None)[0].T
 
 
+def _correction_step(correction: np.ndarray, confirmed: np.ndarray) -> np.ndarray:
+    """The part of the reference alignment's corrections (N, 2) taken on this frame: a share
+    ``REFERENCE_GAIN`` of a small one (a match's noise, spread over a few frames, stays out of
+    the tracks); of a ``confirmed`` match (N,) all beyond ``REFERENCE_NOISE_PX`` (a real error,
+    as after an occluder, is gone at once)."""
+    length = np.linalg.norm(correction, axis=1, keepdims=True)
+    step = np.where(confirmed[:, None], np.maximum(REFERENCE_GAIN * length, length - REFERENCE_NOISE_PX),
+                    REFERENCE_GAIN * length)
+    return correction * step / np.maximum(length, 1e-9)
+
+
+def _spread(values: np.ndarray, sources: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None
+            ) -> np.ndarray:
+    """Displacements ``values`` (N, 2) known at ``sources`` (N, 2), spread to ``targets`` (M, 2):
+    their least-squares affine field plus the residuals of the nearby sources (Gaussian weights
+    of width ``NEIGHBOUR_SIGMA``), so a target far from every source gets the affine part only."""
+    weights = np.ones(len(sources)) if weights is None else np.asarray(weights, np.float64)
+    homogeneous = np.column_stack([sources, np.ones(len(sources))])
+    if len(sources) >= 3:
+        root = np.sqrt(weights)[:, None]
+        affine = np.linalg.lstsq(homogeneous * root, values * root, rcond=None)[0]
+    else:
+        affine = np.vstack([np.zeros((2, 2)), np.average(values, axis=0, weights=weights + 1e-9)])
+    residual = values - homogeneous @ affine
+    distance2 = ((targets[:, None, :] - sources[None, :, :]) ** 2).sum(axis=-1)
+    near = np.exp(-distance2 / (2 * NEIGHBOUR_SIGMA ** 2)) * weights
+    local = near @ residual / (near.sum(axis=1, keepdims=True) + NEIGHBOUR_FLOOR)
+    return np.column_stack([targets, np.ones(len(targets))]) @ affine + local
+
+
 def _flatten_shading(gray: np.ndarray) -> np.ndarray:
     """Local contrast normalisation: the texture stays, smooth shading (which changes as the
     head turns under fixed light) goes."""
@@ -222,18 +340,29 @@ def _flatten_shading(gray: np.ndarray) -> np.ndarray:
     return np.clip(128 + 40 * detail / spread, 0, 255).astype(np.uint8)
 
 
-def _covered(expected: np.ndarray, seen: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Points where the current crop shows something else than the (warped) reference: the
-    reference has texture there and the two correlate poorly (an occluder, a closed lid)."""
+def _pull_back(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``image`` drawn where ``flow`` (from another image to it) comes from: each pixel shows
+    what the flow says it became, so a point is compared with its match, not its guess."""
+    size = flow.shape[0]
+    grid = np.mgrid[0:size, 0:flow.shape[1]][::-1].transpose(1, 2, 0).astype(np.float32)
+    return cv2.remap(image, grid + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _match_correlation(expected: np.ndarray, seen: np.ndarray, points: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Whether the (warped) reference has texture around each point, and how the windows of the
+    reference and of the current crop (pulled back onto it) correlate there: poorly where
+    something else shows (an occluder, a closed lid), well where the match is the same skin."""
     window = (COVER_WINDOW, COVER_WINDOW)
     a, b = expected.astype(np.float32), seen.astype(np.float32)
     mean_a, mean_b = cv2.blur(a, window), cv2.blur(b, window)
     var_a = cv2.blur(a * a, window) - mean_a ** 2
     var_b = cv2.blur(b * b, window) - mean_b ** 2
     covariance = cv2.blur(a * b, window) - mean_a * mean_b
-    correlation = covariance / np.sqrt(np.maximum(var_a * var_b, 1e-6))
-    textured = _sample(var_a, points) > COVER_MIN_CONTRAST ** 2
-    return textured & (_sample(correlation, points) < COVER_MAX_CORRELATION)
+    # A flat window (an occluder without texture) matches nothing: the variances are floored at
+    # one grey level squared, so float rounding in them cannot make a correlation.
+    correlation = covariance / np.sqrt(np.maximum(var_a, 1.0) * np.maximum(var_b, 1.0))
+    return _sample(var_a, points) > COVER_MIN_CONTRAST ** 2, _sample(correlation, points)
 
 
 class _Crop:

@@ -104,6 +104,63 @@ def test_points_under_an_occluder_are_hidden_and_come_back_on_the_right_spot():
     assert np.max(errors_after) < 0.3, np.max(errors_after)
 
 
+def test_points_under_an_occluder_follow_the_visible_skin_not_the_landmarker():
+    """The landmarker's guesses under an occluder are pulled toward it (here 6 px to the
+    right, growing as it stays); the hidden points move as their visible neighbours do."""
+    image, (points, triangles) = textured_image(4), grid_mesh()
+    tracker = AppearanceTracker(triangles)
+    covered_box = (200, 140, 300, 260)
+    errors_hidden, errors_guess = [], []
+    for t in range(30):
+        matrix = motion(t)
+        truth = moved(points, matrix)
+        frame = warp(image, matrix)
+        detected = truth.copy()
+        if t >= 10:
+            frame[covered_box[1]:covered_box[3], covered_box[0]:covered_box[2]] = 200
+            under = ((truth >= covered_box[:2]) & (truth <= covered_box[2:])).all(axis=1)
+            detected[under, 0] += 6.0 + 0.2 * (t - 10)
+        result = tracker.update(frame, detected)
+        if t >= 12:
+            chosen = result.hidden & under
+            errors_hidden.append(np.linalg.norm(result.pixels[chosen] - truth[chosen], axis=1))
+            errors_guess.append(np.linalg.norm(detected[chosen] - truth[chosen], axis=1))
+    errors_hidden, errors_guess = np.concatenate(errors_hidden), np.concatenate(errors_guess)
+    assert errors_hidden.size > 100
+    assert np.median(errors_guess) > 6.0
+    assert np.median(errors_hidden) < 0.3 * np.median(errors_guess), np.median(errors_hidden)
+
+
+def test_a_new_track_after_a_frame_without_a_face_is_aligned_to_the_reference_at_once():
+    """After a faceless frame the track starts again from the landmarker's guess (3 px of smooth
+    bias, and pulled 8 px toward an occluder that covers part of the face); the reference
+    alignment puts the visible points back on their skin at once, and the covered ones where
+    the visible skin says they are, flagged hidden."""
+    image, (points, triangles) = textured_image(5), grid_mesh()
+    tracker = AppearanceTracker(triangles)
+    rng = np.random.default_rng(6)
+    for t in range(5):
+        tracker.update(warp(image, motion(t)), moved(points, motion(t)))
+    tracker.lose_track()
+    matrix = motion(9)
+    truth = moved(points, matrix)
+    frame = warp(image, matrix)
+    covered_box = (100, 100, 190, 300)
+    frame[covered_box[1]:covered_box[3], covered_box[0]:covered_box[2]] = 60
+    under = ((truth >= covered_box[:2]) & (truth <= covered_box[2:])).all(axis=1)
+    detected = landmarker(truth, rng) + (3.0, -2.0)
+    detected[under, 0] += 8.0
+    result = tracker.update(frame, detected)
+    error = np.linalg.norm(result.pixels - truth, axis=1)
+    inner = ((truth >= np.add(covered_box[:2], 10)) & (truth <= np.subtract(covered_box[2:], 10))).all(axis=1)
+    far = ((truth < np.subtract(covered_box[:2], 20)) | (truth > np.add(covered_box[2:], 20))).any(axis=1)
+    assert result.hidden[inner].mean() > 0.9, result.hidden[inner].mean()
+    assert result.hidden[far].mean() < 0.1, result.hidden[far].mean()
+    assert np.median(error[far]) < 0.3, np.median(error[far])
+    guess_error = np.linalg.norm(detected - truth, axis=1)
+    assert np.median(error[inner]) < 0.2 * np.median(guess_error[inner]), np.median(error[inner])
+
+
 def test_a_static_face_does_not_drift_over_a_thousand_frames():
     """The sample photo as a 1,000-frame clip with fresh sensor noise on every frame, through the
     whole backend (Face Mesh on its crop, the appearance stage): landmarks stay put."""
