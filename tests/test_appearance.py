@@ -96,6 +96,26 @@ def test_lid_margins_and_irises_follow_the_landmarker_at_once():
     assert errors[10:15].max() < 1.0, errors[10:15].max()
 
 
+def test_an_eye_under_an_occluder_is_hidden_with_the_skin_around_it():
+    """A hand over one eye: that eye's contour and iris are flagged hidden with the covered skin
+    around them; the other eye's are not."""
+    image, (points, triangles) = textured_image(9), template_face()
+    tracker = AppearanceTracker(triangles)
+    loose = loose_points(triangles)
+    on_left = loose[points[loose, 0] > SIZE / 2]  # the subject's left eye, on the image's right
+    on_right = loose[points[loose, 0] < SIZE / 2]
+    left_eye = points[on_left].mean(axis=0)
+    box = np.r_[left_eye - 30, left_eye + 30].astype(int)  # x0, y0, x1, y1
+    for t in range(16):
+        matrix = motion(t)
+        frame = warp(image, matrix)
+        if t >= 8:
+            frame[box[1]:box[3], box[0]:box[2]] = 70
+        result = tracker.update(frame, moved(points, matrix))
+    assert result.hidden[on_left].mean() > 0.9, result.hidden[on_left].mean()
+    assert not result.hidden[on_right].any()
+
+
 def test_a_known_warp_of_a_textured_image_is_recovered_to_subpixel_accuracy():
     image, (points, triangles) = textured_image(), grid_mesh()
     tracker = AppearanceTracker(triangles)
