@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from . import __version__
-from .backends import create_backend
+from .backends import backend_version, create_backend
 from .capture_folder import (
     FORMAT, FORMAT_VERSION, FRAMES_DIR, MANIFEST_NAME, CaptureFolder, frame_path, frames_record, lock_capture_folder,
     unwritable, write_frame, write_json_atomic,
@@ -135,8 +135,10 @@ def _intrinsics(source: FrameSource, options: CaptureOptions) -> np.ndarray | No
 
 
 def _settings(options: CaptureOptions, numbers: list[int]) -> dict:
-    """The settings that identify the capture, with the frame range as the footage numbers it resolved to."""
+    """The settings that identify the capture, with the frame range as the footage numbers it
+    resolved to and the backend's code version (a capture an older backend made is not resumed)."""
     settings = {key: value for key, value in asdict(options).items() if key != "overwrite"}
+    settings["backend_version"] = backend_version(options.backend)
     record = frames_record(numbers, [], [])
     settings["frames"] = [record["first"], record["last"], record["step"]]
     return settings
@@ -209,6 +211,8 @@ def _difference(output_dir: Path, manifest: dict) -> str | None:
     if old["settings_hash"] != manifest["settings_hash"]:
         changed = sorted(k for k in manifest["settings"] if old["settings"].get(k) != manifest["settings"][k])
         return f"a capture made with other settings ({', '.join(changed) or 'their version'} differ)"
+    if old["settings"].get("backend_version") != manifest["settings"]["backend_version"]:
+        return f"a capture made by another version of the {manifest['backend']['name']} backend"
     return None
 
 

@@ -12,7 +12,7 @@ step and ``numbers``: footage frame numbers as `frame_numbers.py` defines them; 
 capture index ``numbers``, ``source_indices`` and ``timestamps`` in seconds),
 ``backend`` (name, version, ``canonical_space``, and for network backends the weights' sha256),
 ``intrinsics`` (3x3, pixels), ``focal`` (what the user asked for), ``settings`` (everything that
-changes the maps) and ``runtime_version``.
+changes the maps, the backend's code version ``backend_version`` included) and ``runtime_version``.
 
 A frame file is a compressed npz holding ``has_face`` (bool), ``window`` (4 int32, x0 y0 x1 y1)
 and, when there is a face, float16 maps of the window: ``depth_offset`` (depth minus the float32

@@ -53,6 +53,20 @@ def test_other_settings_or_footage_are_refused_unless_overwritten(face_clip, tmp
     assert CaptureFolder(tmp_path / "cap").manifest["focal"] == "50mm"
 
 
+def test_a_capture_by_an_older_backend_is_computed_again_not_resumed(face_clip, tmp_path, monkeypatch):
+    import model_runtime.backends as backends
+
+    run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="1:3"))
+    entry = backends._REGISTRY["mediapipe"]
+    monkeypatch.setitem(backends._REGISTRY, "mediapipe", type(entry)(**{**entry.__dict__, "version": "newer"}))
+    with pytest.raises(CaptureFolderError, match="another version of the mediapipe backend"):
+        run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="1:3"))
+    summary = run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="1:3", overwrite=True))
+    assert summary.computed == 3
+    manifest = CaptureFolder(tmp_path / "cap").manifest
+    assert manifest["settings"]["backend_version"] == "newer" and "mediapipe-dense newer" in manifest["backend"]["version"]
+
+
 def test_focal_sets_the_intrinsics(face_clip, tmp_path):
     run_capture(face_clip, tmp_path / "cap", CaptureOptions(frames="0:1", focal="900px"))
     intrinsics = np.array(CaptureFolder(tmp_path / "cap").manifest["intrinsics"])

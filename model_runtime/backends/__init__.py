@@ -39,6 +39,9 @@ class _Entry:
     module: str
     class_name: str
     description: str
+    version: str
+    """The backend's code version: raise it whenever its maps change for the same frames, so that
+    captures it made before are computed again instead of resumed or reused (see capture.py)."""
 
 
 _REGISTRY = {
@@ -47,11 +50,13 @@ _REGISTRY = {
         "MediaPipeDenseBackend",
         "MediaPipe Face Mesh made dense (CPU, real time): 478 landmarks, head pose by PnP, "
         "depth and canonical maps rasterised from the landmark mesh",
+        version="5",
     ),
     "faceanything": _Entry(
         "model_runtime.backends.faceanything",
         "FaceAnythingBackend",
         "Face Anything network (torch; GPU recommended): per-pixel depth and canonical coordinates",
+        version="2",
     ),
 }
 
@@ -61,12 +66,22 @@ def available_backends() -> dict[str, str]:
     return {name: entry.description for name, entry in _REGISTRY.items()}
 
 
-def create_backend(name: str, **options) -> Backend:
-    """A new backend; ``options`` go to its constructor."""
+def backend_version(name: str) -> str:
+    """The named backend's code version (nothing is imported)."""
+    return _entry(name).version
+
+
+def _entry(name: str) -> _Entry:
     entry = _REGISTRY.get(name)
     if entry is None:
         raise UserError(f"Unknown backend {name!r}.", hint=f"Choose one of: {', '.join(_REGISTRY)}.",
                         code="unknown_backend")
+    return entry
+
+
+def create_backend(name: str, **options) -> Backend:
+    """A new backend; ``options`` go to its constructor."""
+    entry = _entry(name)
     try:
         module = importlib.import_module(entry.module)
     except ImportError as exc:

@@ -55,7 +55,7 @@ import cv2
 import numpy as np
 import torch
 
-from .. import __version__
+from . import backend_version
 from ..contract import CANONICAL_SPACE_ID, FrameMaps, crop_window
 from ..errors import InputError, UserError
 from ..intrinsics import intrinsics_for
@@ -157,7 +157,8 @@ class FaceAnythingBackend:
         self._received = 0  # frames predict_frames has taken from its stream
         self._lost_at: set[int] = set()  # stream indices of frames that start without history
         self.canonical_space = CANONICAL_SPACE_ID if align_to_template else RELEASE_SPACE_ID
-        self.version = f"faceanything-net {__version__} (depth-anything-3 {_package_version('depth-anything-3')})"
+        self.version = (f"faceanything-net {backend_version('faceanything')} "
+                        f"(depth-anything-3 {_package_version('depth-anything-3')})")
         if align_to_template:
             template = load_template()
             self._template = template

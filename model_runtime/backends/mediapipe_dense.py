@@ -92,12 +92,12 @@ import mediapipe as mp  # noqa: E402 - after the finder above
 from mediapipe.python.solutions import face_detection, face_mesh  # noqa: E402
 
 from model_runtime.appearance import AppearanceTracker, to_gray
+from model_runtime.backends import backend_version
 from model_runtime.contract import CANONICAL_SPACE_ID, FrameMaps
 from model_runtime.errors import InputError, UserError
 from model_runtime.raster import Raster, mesh_window, rasterize
 from model_runtime.template import FaceTemplate, load_template
 
-BACKEND_VERSION = "4"
 WINDOW_MARGIN = 2
 RING_CONFIDENCE = 0.5
 """Confidence of a silhouette ring pixel relative to the face pixel whose triangle it extends."""
@@ -145,7 +145,7 @@ class MediaPipeDenseBackend:
         self.template = load_template()
         self.max_faces = max_faces
         self.static_images = static_images
-        self.version = (f"mediapipe-dense {BACKEND_VERSION} "
+        self.version = (f"mediapipe-dense {backend_version('mediapipe')} "
                         f"(mediapipe {mp.__version__}, template {self.template.space_id})")
         self.appearance = appearance and tracking
         self._mesh = face_mesh.FaceMesh(
