@@ -55,10 +55,9 @@ relative to the skin (a blink, a gaze) but no other bias than the refined skin's
 is never flagged covered by its own look, only hidden where most skin around it is (a hand over
 an eye). On expression clip a the refined eye opening now closes about as deep as MediaPipe's,
 on the same frames (its four lid closures: -27 % from open on average, MediaPipe -30 %, was
--14 %). Expression bench, clips a+b (c held out): blinks found 5/8 -> 7/8 (6/6 -> 6/6), invented
-1 -> 2 (0 -> 1), eyeBlinkLeft r 0.58 -> 0.82 (0.91 -> 0.93); appearance bench (png; talk, fast,
-turn) EPE after 0.89 / 1.83 / 1.90 -> 0.89 / 1.82 / 1.85 px. The inner lip contour stays tracked
-(``LOOSE_RIMS`` says why).
+-14 %), and the expression bench finds more of the rendered blinks (bench/expressions/report.md);
+appearance bench (png; talk, fast, turn) EPE after 0.89 / 1.83 / 1.90 -> 0.89 / 1.82 / 1.85 px.
+The inner lip contour stays tracked (``LOOSE_RIMS`` says why).
 
 The stage's state at frame t is the previous frame's image and refined landmarks and the
 reference frame's image and landmarks; the capture folder stores the landmarks (float32, which
@@ -405,8 +404,7 @@ def _spread(values: np.ndarray, sources: np.ndarray, targets: np.ndarray, weight
     else:
         affine = np.vstack([np.zeros((2, 2)), np.average(values, axis=0, weights=weights + 1e-9)])
     residual = values - homogeneous @ affine
-    distance2 = ((targets[:, None, :] - sources[None, :, :]) ** 2).sum(axis=-1)
-    near = np.exp(-distance2 / (2 * NEIGHBOUR_SIGMA ** 2)) * weights
+    near = _nearness(sources, targets) * weights
     local = near @ residual / (near.sum(axis=1, keepdims=True) + NEIGHBOUR_FLOOR)
     return np.column_stack([targets, np.ones(len(targets))]) @ affine + local
 
@@ -414,9 +412,14 @@ def _spread(values: np.ndarray, sources: np.ndarray, targets: np.ndarray, weight
 def _neighbour_share(flags: np.ndarray, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """The share of ``flags`` (N,) set among the ``sources`` (N, 2) near each of ``targets`` (M, 2)
     (Gaussian weights of width ``NEIGHBOUR_SIGMA``)."""
-    distance2 = ((targets[:, None, :] - sources[None, :, :]) ** 2).sum(axis=-1)
-    near = np.exp(-distance2 / (2 * NEIGHBOUR_SIGMA ** 2))
+    near = _nearness(sources, targets)
     return near @ flags.astype(np.float64) / np.maximum(near.sum(axis=1), 1e-12)
+
+
+def _nearness(sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(M, N) Gaussian weights of width ``NEIGHBOUR_SIGMA`` between ``targets`` (M, 2) and ``sources`` (N, 2)."""
+    distance2 = ((targets[:, None, :] - sources[None, :, :]) ** 2).sum(axis=-1)
+    return np.exp(-distance2 / (2 * NEIGHBOUR_SIGMA ** 2))
 
 
 def _flatten_shading(gray: np.ndarray) -> np.ndarray:

@@ -226,8 +226,7 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
         # Tracking depends on history: every frame after the first missing one is recomputed,
         # continuing from the frames before it exactly as an uninterrupted run would.
         missing = list(range(missing[0], len(indices)))
-        resume = _resume_maps if backend.name == "faceanything" else _resume_tracking
-        resume(backend, source, folder, indices, missing[0])
+        _resume_tracking(backend, source, folder, indices, missing[0])
     todo = set(missing)
     _record_backend(folder, backend)
     pending: deque[int] = deque()
@@ -278,35 +277,27 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
 
 
 def _resume_tracking(backend, source: FrameSource, folder: CaptureFolder, indices: list[int], first: int) -> None:
-    """Hand a tracking backend the frame before ``first`` and the first frame with a face (its
-    reference), re-decoded, with the landmarks stored for them."""
-    reference = next((i for i in range(first) if _stored_landmarks(folder, i) is not None), None)
+    """Hand a backend whose frames depend on history the frame before ``first`` and the first
+    frame with a face (the MediaPipe appearance stage's reference), each as (the frame re-decoded,
+    its stored maps), or None where it has no face."""
+    reference = next((i for i in range(first) if _stored_face(folder, i)), None)
     if reference is None:
         return
 
-    def view(capture_index: int) -> tuple[np.ndarray, np.ndarray] | None:
-        landmarks = _stored_landmarks(folder, capture_index)
-        if landmarks is None:
+    def view(capture_index: int) -> tuple[np.ndarray, FrameMaps] | None:
+        maps = folder.frame(capture_index)
+        if not maps.has_face:
             return None
         frame = next(iter(source.frames(indices[capture_index], indices[capture_index] + 1)))
-        return None if frame.image is None else (frame.image, landmarks)
+        return None if frame.image is None else (frame.image, maps)
 
     backend.resume_tracking(view(first - 1), view(reference))
 
 
-def _resume_maps(backend, source: FrameSource, folder: CaptureFolder, indices: list[int], first: int) -> None:
-    """Hand the network backend's appearance stage the frame before ``first``, re-decoded, with
-    the maps stored for it (None when there is none or it has no face)."""
-    previous = None
-    if first > 0 and (maps := folder.frame(first - 1, optional=False)).has_face:
-        frame = next(iter(source.frames(indices[first - 1], indices[first - 1] + 1)))
-        previous = None if frame.image is None else (frame.image, maps)
-    backend.resume_tracking(previous)
-
-
-def _stored_landmarks(folder: CaptureFolder, capture_index: int) -> np.ndarray | None:
+def _stored_face(folder: CaptureFolder, capture_index: int) -> bool:
+    """Whether the stored frame has a face (its maps are not read)."""
     with np.load(folder.path / FRAMES_DIR / f"{capture_index:06d}.npz") as data:
-        return data["landmarks2d"] if bool(data["has_face"]) and "landmarks2d" in data else None
+        return bool(data["has_face"])
 
 
 def _unreadable_frame(source: FrameSource, intrinsics: np.ndarray | None) -> FrameMaps:

@@ -189,9 +189,11 @@ class FaceAnythingBackend:
         capture then hands over the state with ``resume_tracking``)."""
         return self.appearance
 
-    def resume_tracking(self, previous: tuple[np.ndarray, FrameMaps] | None) -> None:
+    def resume_tracking(self, previous: tuple[np.ndarray, FrameMaps] | None,
+                        reference: tuple[np.ndarray, FrameMaps] | None = None) -> None:
         """Continue a sequence whose earlier frames another run computed: (RGB image, maps as
-        stored) of the frame just before the next one, or None (no such frame, or no face in it)."""
+        stored) of the frame just before the next one, or None (no such frame, or no face in it).
+        ``reference`` (the first frame with a face) is not needed here."""
         if self._fusion is None:
             return
         self._state = None

@@ -171,17 +171,17 @@ class MediaPipeDenseBackend:
         over the state with ``resume_tracking``)."""
         return not self.static_images
 
-    def resume_tracking(self, previous: tuple[np.ndarray, np.ndarray] | None,
-                        reference: tuple[np.ndarray, np.ndarray] | None) -> None:
-        """Continue a sequence whose earlier frames another run computed: (RGB image, stored
-        ``landmarks2d``) of the frame just before the next one (None without a face) and of the
-        first frame with a face (the appearance stage's reference)."""
+    def resume_tracking(self, previous: tuple[np.ndarray, FrameMaps] | None,
+                        reference: tuple[np.ndarray, FrameMaps] | None) -> None:
+        """Continue a sequence whose earlier frames another run computed: (RGB image, stored maps)
+        of the frame just before the next one (None without a face) and of the first frame with a
+        face (the appearance stage's reference)."""
         if self.static_images:
             return
-        self._tracked = None if previous is None else np.asarray(previous[1], np.float32)
+        self._tracked = None if previous is None else np.asarray(previous[1].landmarks2d, np.float32)
         if self._tracker is None:
             return
-        self._tracker.resume(*(None if view is None else (to_gray(_checked_image(view[0])), view[1])
+        self._tracker.resume(*(None if view is None else (to_gray(_checked_image(view[0])), view[1].landmarks2d)
                                for view in (previous, reference)))
 
     def predict(self, image_rgb: np.ndarray, intrinsics: np.ndarray) -> FrameMaps:
