@@ -222,6 +222,8 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
         return 0
     index_of = {source_index: i for i, source_index in enumerate(indices)}
     backend = create_backend(options.backend, **_backend_options(options, source))
+    if len(missing) < len(indices) and not getattr(backend, "resumes_exactly", True) and warn:
+        warn(missing[0], "inexact_resume", backend.inexact_resume_message(indices[missing[0]]))
     if getattr(backend, "depends_on_history", False):
         # Tracking depends on history: every frame after the first missing one is recomputed,
         # continuing from the frames before it exactly as an uninterrupted run would.

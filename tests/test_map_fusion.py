@@ -167,10 +167,11 @@ def weights(tmp_path_factory):
     return write_random_weights(tmp_path_factory.mktemp("weights"))
 
 
-def network_capture(clip, weights, folder, appearance: bool = True, **backend_options):
+def network_capture(clip, weights, folder, appearance: bool = True, warnings: list | None = None, **backend_options):
     options = CaptureOptions(frames="0:5", backend="faceanything", device="cpu", checkpoint=str(weights),
                              appearance=appearance, backend_options={**NETWORK_OPTIONS, **backend_options})
-    return run_capture(clip, folder, options)
+    warn = None if warnings is None else lambda frame, code, text: warnings.append((frame, code, text))
+    return run_capture(clip, folder, options, warn=warn)
 
 
 def canonical_maps(folder) -> list[np.ndarray]:
@@ -191,17 +192,25 @@ def test_the_network_backend_refines_its_maps_and_resumes_exactly(face_clip, wei
     shutil.copytree(tmp_path / "on", tmp_path / "resumed")
     for index in (3, 4):
         frame_path(tmp_path / "resumed", index).unlink()
-    summary = network_capture(face_clip, weights, tmp_path / "resumed")
-    assert summary.computed == 2
+    warnings = []
+    summary = network_capture(face_clip, weights, tmp_path / "resumed", warnings=warnings)
+    assert summary.computed == 2 and not [w for w in warnings if w[1] == "inexact_resume"]
     for uninterrupted, resumed in zip(on, canonical_maps(tmp_path / "resumed")):
         np.testing.assert_array_equal(resumed, uninterrupted)
 
 
 def test_a_resume_recomputes_every_frame_after_the_first_missing_one(face_clip, weights, tmp_path):
+    """In window mode the resumed windows start at the resume point: the capture warns that the
+    result can differ from an uninterrupted one, naming the frame and the exact alternative."""
     network_capture(face_clip, weights, tmp_path / "cap", mode="window", window=2, overlap=1)
     frame_path(tmp_path / "cap", 1).unlink()
-    summary = network_capture(face_clip, weights, tmp_path / "cap", mode="window", window=2, overlap=1)
+    warnings = []
+    summary = network_capture(face_clip, weights, tmp_path / "cap", warnings=warnings, mode="window", window=2,
+                              overlap=1)
     assert summary.computed == 4 and CaptureFolder(tmp_path / "cap").is_complete()
+    inexact = [(frame, text) for frame, code, text in warnings if code == "inexact_resume"]
+    assert len(inexact) == 1 and inexact[0][0] == 1
+    assert "resuming at frame 1" in inexact[0][1] and "mode=single" in inexact[0][1]
 
 
 def test_after_an_unreadable_frame_the_next_one_starts_without_history(face_clip, weights):

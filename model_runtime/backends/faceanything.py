@@ -13,7 +13,9 @@ window that holds it, so results stream with a delay of at most one window and m
 by the window, never the clip. The ``overlap`` frames, predicted by both windows, tie the new
 window's depth scale to the previous one (median depth ratio over pixels that are face in both;
 a window whose overlap shows no face takes its own scale, as the first window does).
-``mode="single"`` runs each frame alone (a window of one, no overlap).
+``mode="single"`` runs each frame alone (a window of one, no overlap). Only that mode resumes
+exactly (`resumes_exactly`): a resumed capture starts its windows at the resume point, and the
+capture warns so.
 
 Outputs, per frame (see `contract.FrameMaps`):
 
@@ -41,7 +43,8 @@ network resolution) is refined with the previous frame's, carried by optical flo
 (``model_runtime/map_fusion.py``), so a point of the skin keeps its canonical coordinate and the
 map stops flickering. The state handed from frame to frame is derived from the maps as emitted,
 rounded as the capture folder stores them, so a capture resumed after a kill (``resume_tracking``,
-given the stored maps) continues exactly as an uninterrupted one.
+given the stored maps) continues the stage exactly as an uninterrupted one (the whole frame is
+exact in ``mode="single"``, see above).
 """
 from __future__ import annotations
 
@@ -188,6 +191,20 @@ class FaceAnythingBackend:
         """Whether a frame's maps depend on the frames before it (the appearance stage; a resumed
         capture then hands over the state with ``resume_tracking``)."""
         return self.appearance
+
+    @property
+    def resumes_exactly(self) -> bool:
+        """Whether a resumed capture gets the frames an uninterrupted run would: only frame by
+        frame. In window mode the resumed frames are predicted in windows that start at the
+        resume point (a frame attends to other frames than it did) and the first one's depth
+        scale is fitted afresh instead of tied to the frames before it."""
+        return self.mode == "single"
+
+    def inexact_resume_message(self, frame_number: int) -> str:
+        return (f"resuming at frame {frame_number}: the faceanything backend's windows of {self.window} frames "
+                "start again there, so the frames from it on can differ slightly from an uninterrupted capture "
+                "and depth can step at that frame; for an exact resume capture with --backend-option mode=single, "
+                "or capture again from the start with --overwrite")
 
     def resume_tracking(self, previous: tuple[np.ndarray, FrameMaps] | None,
                         reference: tuple[np.ndarray, FrameMaps] | None = None) -> None:
