@@ -8,9 +8,11 @@ writes bench/expressions/report.md by default.
    set in bumps, at rest most of the time, blinks included; `designed_weights`, `DESIGNS`) on
    the "talk" head motion of sequences.py, rendered once by render_gt.py through Blender's
    Python into bench/cache/expressions/; and a third, held-out clip (`HELD_OUT`: its own design,
-   head, light and skin; nothing is tuned on it), scored apart.
-2. Each clip is captured with the default backend and reconstructed (template mesh, default
-   settings); ours solves the reconstruction (solver.solve_sequence). The baseline solves
+   head, light and skin; nothing is tuned on it), scored apart. Each clip follows a rest lead-in
+   (`lead_in_spec`: what the README asks a performer for, a relaxed face while the head turns).
+2. Each clip, lead-in first, is captured with the default backend and reconstructed (template
+   mesh, default settings); ours solves the reconstruction (solver.solve_sequence), with the
+   neutral estimated and with the lead-in as the rest frames. The baseline solves
    MediaPipe's own landmarks (a second capture with the appearance stage off) with MediaPipe's
    head pose, the same way (same basis, same solver, on the 478 landmark vertices). Ours is
    also solved with the geometric basis instead of the observed one (expression_basis.py says
@@ -77,13 +79,22 @@ DESIGNS = {
           ("browDownLeft", 1.65, 0.4, 0.6), ("browDownRight", 1.65, 0.4, 0.6)),
 }
 BLINKS = {"a": (0.85, 2.35), "b": (0.35, 2.35), "c": (0.75, 2.1, 2.7)}
+# The rest lead-in before each clip (what the README asks a performer for, to calibrate the rest
+# frames): a relaxed face while the head turns left, right, up and down, one blink; the head
+# then continues into the clip's first pose.
+LEAD_IN_FRAMES = 48
+LEAD_IN_SWEEP_DEG = (20.0, 10.0)  # yaw, pitch amplitudes
+LEAD_IN_BLINK_AT = 0.6  # seconds
 @dataclass
 class ClipResult:
+    """Curves of the clip's frames (its rest lead-in is captured and solved with it, not scored)."""
     name: str
     truth: np.ndarray  # (T, 52) rendered weights, ARKit order
-    ours: np.ndarray  # (T, 52)
+    ours: np.ndarray  # (T, 52) the neutral estimated from the whole footage
+    ours_rest: np.ndarray  # (T, 52) the lead-in given as the rest frames
     ours_geometric: np.ndarray  # (T, 52) ours with the geometric basis (build_basis.py)
     baseline: np.ndarray  # (T, 52)
+    baseline_rest: np.ndarray  # (T, 52) the baseline with the lead-in as the rest frames
     solver_ms_per_frame: float
 
 
@@ -140,6 +151,47 @@ def rendered_clip(design: str, seed: int, frame_count: int, image_size: int, sam
     return folder, spec
 
 
+def lead_in_spec(spec, expression_names):
+    """The clip's rest lead-in (LEAD_IN_FRAMES): same head, light, skin and camera; no expression
+    but one blink; yaw and pitch sweep around the clip's first pose and end on it."""
+    from dataclasses import replace
+
+    names = list(expression_names)
+    phase = np.arange(LEAD_IN_FRAMES) / LEAD_IN_FRAMES
+    yaw, pitch = LEAD_IN_SWEEP_DEG
+    angles = spec.head_angles[0] + np.stack([yaw * np.sin(2 * np.pi * phase), pitch * np.sin(4 * np.pi * phase),
+                                             np.zeros_like(phase)], axis=1)
+    expressions = np.zeros((LEAD_IN_FRAMES, len(names)))
+    times = np.arange(LEAD_IN_FRAMES) / spec.fps
+    for name in ("eyeBlink_L", "eyeBlink_R"):
+        expressions[:, names.index(name)] = bump(times, LEAD_IN_BLINK_AT, 0.2)
+    return replace(spec, frame_count=LEAD_IN_FRAMES, expressions=np.clip(expressions, 0.0, 1.0), head_angles=angles,
+                   head_positions=np.repeat(spec.head_positions[:1], LEAD_IN_FRAMES, axis=0))
+
+
+def rendered_lead_in(design: str, seed: int, frame_count: int, image_size: int, samples: int,
+                     cache: Path = CACHE) -> Path:
+    """A frames folder with the clip's rest lead-in, then the clip (links to both renders)."""
+    from .sequences import load_face_model
+
+    clip_folder, spec = rendered_clip(design, seed, frame_count, image_size, samples, cache)
+    lead_spec = lead_in_spec(spec, load_face_model().expression_names)
+    lead_folder = cache / "expressions" / f"{design}-{seed}-{image_size}px-lead-in-{samples}spp"
+    done = lead_folder / "done.json"
+    if not (done.is_file() and json.loads(done.read_text())["fingerprint"] == lead_spec.fingerprint()):
+        print(f"rendering the rest lead-in of expression clip {design}...", flush=True)
+        render_spec(lead_spec, lead_folder, samples, cache)
+    joined = cache / "expressions" / f"{clip_folder.name}-with-lead-in" / "frames"
+    if joined.parent.exists():
+        import shutil
+        shutil.rmtree(joined.parent)
+    joined.mkdir(parents=True)
+    sources = sorted((lead_folder / "frames").glob("*.png")) + sorted((clip_folder / "frames").glob("*.png"))
+    for index, source in enumerate(sources):
+        (joined / f"{index:06d}.png").symlink_to(source.resolve())
+    return joined
+
+
 def render_spec(spec, folder: Path, samples: int, cache: Path = CACHE) -> None:
     """Render `spec` into `folder` (render_gt.py layout) with Blender's Python, in its own process."""
     if not BLENDER_PYTHON.is_file():
@@ -163,8 +215,10 @@ def render_spec(spec, folder: Path, samples: int, cache: Path = CACHE) -> None:
 # ----------------------------------------------------------------------------- solving
 
 
-def solve_clip(folder: Path, spec, workdir: Path) -> ClipResult:
-    """Capture and reconstruct a rendered clip, solve ours and the baseline."""
+def solve_clip(frames: Path, spec, workdir: Path) -> ClipResult:
+    """Capture and reconstruct a rendered clip's frames (`rendered_lead_in`: its rest lead-in,
+    then the clip), solve ours and the baseline, with and without the lead-in as rest frames;
+    keep the clip's frames."""
     from model_runtime.capture_folder import CaptureFolder
     from model_runtime.reconstruct import ReconstructOptions, reconstruct
     from model_runtime.reconstruction_format import load_reconstruction, reconstruction_dir
@@ -172,23 +226,27 @@ def solve_clip(folder: Path, spec, workdir: Path) -> ClipResult:
     from .accuracy import capture
     from .sequences import load_face_model
 
-    captured, _ = capture(folder / "frames", workdir / "capture", "mediapipe", spec.focal_px)
+    captured, _ = capture(frames, workdir / "capture", "mediapipe", spec.focal_px)
     reconstruct(captured.path, ReconstructOptions())
     reconstruction = load_reconstruction(reconstruction_dir(captured.path), memory_map=False)
-    solver = ExpressionSolver(reconstruction.canonical_vertices)
+    vertices, poses, canonical = reconstruction.vertices, reconstruction.head_pose, reconstruction.canonical_vertices
+    rest = SolverSettings(rest_frames=tuple(range(LEAD_IN_FRAMES)))
+    solver = ExpressionSolver(canonical)
     started = time.perf_counter()
-    ours = solve_sequence(reconstruction.vertices, reconstruction.head_pose, reconstruction.canonical_vertices,
-                          solver=solver)
+    ours = solve_sequence(vertices, poses, canonical, solver=solver)
     seconds = time.perf_counter() - started
-    geometric = solve_sequence(reconstruction.vertices, reconstruction.head_pose, reconstruction.canonical_vertices,
-                               settings=SolverSettings(basis="geometric"))
-    raw, _ = capture(folder / "frames", workdir / "raw", "mediapipe", spec.focal_px, appearance=False)
-    landmarks, poses = raw_landmarks(CaptureFolder(raw.path))
+    ours_rest = solve_sequence(vertices, poses, canonical, settings=rest)
+    geometric = solve_sequence(vertices, poses, canonical, settings=SolverSettings(basis="geometric"))
+    raw, _ = capture(frames, workdir / "raw", "mediapipe", spec.focal_px, appearance=False)
+    landmarks, raw_poses = raw_landmarks(CaptureFolder(raw.path))
     template = load_template().vertices
-    baseline = solve_sequence(landmarks, poses, template)
+    baseline = solve_sequence(landmarks, raw_poses, template)
+    baseline_rest = solve_sequence(landmarks, raw_poses, template, settings=rest)
     truth = to_arkit(spec.expressions, load_face_model().expression_names)
-    return ClipResult(folder.name, truth, ours.weights, geometric.weights, baseline.weights,
-                      1000 * seconds / len(truth))
+    clip = slice(LEAD_IN_FRAMES, None)
+    return ClipResult(frames.parent.name, truth, ours.weights[clip], ours_rest.weights[clip],
+                      geometric.weights[clip], baseline.weights[clip], baseline_rest.weights[clip],
+                      1000 * seconds / len(vertices))
 
 
 def raw_landmarks(capture_folder) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +331,9 @@ def run(report, frame_count: int = 72, image_size: int = 384, samples: int = 16)
     results = []
     with tempfile.TemporaryDirectory(prefix="fa-expressions-") as work:
         for design, seed in CLIPS + (HELD_OUT,):
-            folder, spec = rendered_clip(design, seed, frame_count, image_size, samples)
-            results.append(solve_clip(folder, spec, Path(work) / design))
+            _, spec = rendered_clip(design, seed, frame_count, image_size, samples)
+            frames = rendered_lead_in(design, seed, frame_count, image_size, samples)
+            results.append(solve_clip(frames, spec, Path(work) / design))
         sample = sample_curves(Path(work) / "sample")
     scored, held_out = results[:-1], results[-1:]
     speed = solver_speed()
@@ -282,7 +341,9 @@ def run(report, frame_count: int = 72, image_size: int = 384, samples: int = 16)
     for clips in (scored, held_out):
         truth = np.concatenate([r.truth for r in clips])
         methods = {"ours": np.concatenate([r.ours for r in clips]),
+                   "ours, rest frames": np.concatenate([r.ours_rest for r in clips]),
                    "raw MediaPipe": np.concatenate([r.baseline for r in clips]),
+                   "raw MediaPipe, rest frames": np.concatenate([r.baseline_rest for r in clips]),
                    "ours, geometric basis": np.concatenate([r.ours_geometric for r in clips])}
         tables.append((truth, methods, {label: curve_scores(truth, solved) for label, solved in methods.items()}))
     report.section("Expression curves (ARKit 52)", summary_markdown(results, tables, speed))
@@ -312,7 +373,11 @@ def summary_markdown(results, tables, speed_ms: float) -> str:
     frames = len(results[0].truth)
     text = (f"Three rendered ICT clips of {frames} frames with designed weights (`bench/expression_curves.py`: "
             "every scored shape in bumps, on two tracks, mouth and eyes/brows, one shape at a time in each), "
-            "captured with the default backend. Clips a and b are scored together; clip c (its own design, "
+            f"each after a {LEAD_IN_FRAMES}-frame rest lead-in (a relaxed face, one blink, the head turning "
+            f"{LEAD_IN_SWEEP_DEG[0]:g} degrees left and right and {LEAD_IN_SWEEP_DEG[1]:g} up and down), "
+            "captured with the default backend and solved whole; only the clips' frames are scored. "
+            "*rest frames*: the lead-in given as the rest frames (`--rest-frames`). "
+            "Clips a and b are scored together; clip c (its own design, "
             "head, light and skin) is held out: nothing was tuned on it. The expressive set "
             f"is {len(expressive)} curves; a curve passes with r >= {THRESHOLDS['r']} and MAE <= {THRESHOLDS['mae']}. "
             f"Blinks: runs above {BLINK_LEVEL}, found / rendered, and invented.\n\n")
@@ -320,14 +385,15 @@ def summary_markdown(results, tables, speed_ms: float) -> str:
                             "blinks found", "blinks invented"], rows)
     per_clip = ", ".join(f"{r.name}: {r.solver_ms_per_frame:.2f}" for r in results)
     return (text + table + f"\n\nSolver: {speed_ms:.2f} ms per frame on the 7,072-vertex template over "
-            f"{SPEED_FRAMES} frames (best of 3; the {frames}-frame clips, set-up included: {per_clip} ms/frame).\n")
+            f"{SPEED_FRAMES} frames (best of 3; the clips with their lead-ins, set-up included: {per_clip} ms/frame).\n")
 
 
 def curve_table(scores: dict, held_out: dict) -> str:
     from .report import markdown_table
 
-    columns = [scores["ours"][0], scores["raw MediaPipe"][0], held_out["ours"][0],
-               scores["ours"][1], scores["raw MediaPipe"][1], held_out["ours"][1]]
+    rest = "ours, rest frames"
+    columns = [scores["ours"][0], scores[rest][0], scores["raw MediaPipe"][0], held_out["ours"][0], held_out[rest][0],
+               scores["ours"][1], scores[rest][1], scores["raw MediaPipe"][1], held_out["ours"][1], held_out[rest][1]]
 
     def number(value):
         return "-" if np.isnan(value) else f"{value:.3f}"
@@ -336,8 +402,9 @@ def curve_table(scores: dict, held_out: dict) -> str:
             for c, name in enumerate(ARKIT_NAMES)]
     return ("Every curve (bold: the expressive set; r is '-' where a curve is constant, at rest in the truth or "
             "never used by the solver; a and b scored together, c held out):\n\n"
-            + markdown_table(["curve", "r ours", "r raw MediaPipe", "r ours, held out", "MAE ours",
-                              "MAE raw MediaPipe", "MAE ours, held out"], rows))
+            + markdown_table(["curve", "r ours", "r ours, rest", "r raw MediaPipe", "r ours, held out",
+                              "r ours, rest, held out", "MAE ours", "MAE ours, rest", "MAE raw MediaPipe",
+                              "MAE ours, held out", "MAE ours, rest, held out"], rows))
 
 
 def sample_curves(workdir: Path) -> dict[str, np.ndarray] | None:
@@ -386,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render_only:
         for design, seed in CLIPS + (HELD_OUT,):
-            rendered_clip(design, seed, args.frames, args.size, args.samples)
+            rendered_lead_in(design, seed, args.frames, args.size, args.samples)
         return 0
     from .report import Report
 

@@ -88,23 +88,29 @@ FRAMES_HINT = ("Write FIRST:LAST or FIRST:LAST:STEP in the footage's own frame n
                "(e.g. 1:100, 1001:1100:2; 10: runs to the end).")
 
 
-def parse_frames(text) -> tuple[int | None, int | None, int]:
-    """``"FIRST:LAST[:STEP]"`` -> (first or None, last or None, step); both ends included."""
+def parse_frames(text, option: str = "frames") -> tuple[int | None, int | None, int]:
+    """``"FIRST:LAST[:STEP]"`` -> (first or None, last or None, step); both ends included.
+    `option`: the option the text was given for, named in errors."""
     match = _FRAMES.match(str(text)) if isinstance(text, str) else None
     if not match:
-        raise bad_option("frames", f"{text!r} is not FIRST:LAST[:STEP] with whole non-negative numbers", FRAMES_HINT)
+        raise bad_option(option, f"{text!r} is not FIRST:LAST[:STEP] with whole non-negative numbers", FRAMES_HINT)
     first = int(match["first"]) if match["first"] else None
     last = int(match["last"]) if match["last"] else None
     step = int(match["step"] or 1)
     if step < 1:
-        raise bad_option("frames", f"{text!r} has step {step}; it must be 1 or more", FRAMES_HINT)
+        raise bad_option(option, f"{text!r} has step {step}; it must be 1 or more", FRAMES_HINT)
     if first is not None and last is not None and last < first:
-        raise bad_option("frames", f"{text!r} is empty: LAST comes before FIRST", FRAMES_HINT)
+        raise bad_option(option, f"{text!r} is empty: LAST comes before FIRST", FRAMES_HINT)
     return first, last, step
 
 
 def _check_frames(value) -> str:
     parse_frames(value)
+    return str(value).replace(" ", "")
+
+
+def _check_rest_frames(value) -> str:
+    parse_frames(value, "rest_frames")
     return str(value).replace(" ", "")
 
 
@@ -307,6 +313,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("neutral_frame", RECONSTRUCT, NUMBER, None,
            "a footage frame with a neutral face, the rest pose of the ARKit expression curves (default: estimated "
            "from the whole clip)", metavar="FRAME", panel=False, check=_check_frame_number),
+    Option("rest_frames", RECONSTRUCT, TEXT, None,
+           "footage frames FIRST:LAST where the face is at rest (relaxed, mouth closed, eyes open) while the head "
+           "turns left, right, up and down, e.g. the first seconds of a take: the ARKit expression curves take "
+           "their neutral there and learn how the capture bends this face as the head turns (default: the "
+           "neutral is estimated from the whole clip)", metavar="FIRST:LAST", check=_check_rest_frames),
     Option("radius", RECONSTRUCT, NUMBER, 0.002,
            "a vertex counts as seen where the frame's canonical map passes this close to it; larger values fill "
            "fewer vertices at some cost in accuracy", unit="canonical units (metres)", panel=False,

@@ -57,6 +57,20 @@ def test_a_chosen_neutral_frame_reads_as_rest(capture):
     assert np.abs(curves.eye_gaze[5]).max() < 1e-9
 
 
+def test_rest_frames_given_as_footage_frames_read_as_rest(capture):
+    """The sample clip's first frames are at rest (its head barely turns, so the pose terms are
+    held by the ridge): the rest frames option, through the reconstruction, makes them the
+    neutral, and the smile after them still reads."""
+    from model_runtime.expressions.arkit import INDEX
+
+    reconstruct(capture, ReconstructOptions(rest_frames="0:15"))
+    weights = load_expression_curves(reconstruction_dir(capture)).weights
+    assert np.median(weights[:16], axis=0).max() < 0.1
+    assert np.median(weights[25:, INDEX["mouthSmileLeft"]]) > 0.3
+    with pytest.raises(UserError, match="rest frames hold 0 frame"):
+        reconstruct(capture, ReconstructOptions(rest_frames="500:600"))
+
+
 def test_live_link_face_csv_reimports_into_the_same_curves(capture, tmp_path):
     solve_capture(capture)
     curves = load_expression_curves(reconstruction_dir(capture))
@@ -80,6 +94,8 @@ def test_bad_input_is_explained(capture, tmp_path):
         solve_capture(tmp_path)
     with pytest.raises(UserError, match="neutral frame 9999"):
         solve_capture(capture, neutral_frame=9999)
+    with pytest.raises(UserError, match="at least 3"):
+        solve_capture(capture, rest_frames=(4, 5))
     other = tmp_path / "other.csv"
     other.write_text("frame,name,x,y\n0,a,1,2\n")
     with pytest.raises(InputError, match="other.csv is not a Live Link Face CSV"):

@@ -191,6 +191,55 @@ def test_the_captures_pose_bias_is_not_read_as_expressions():
     assert curves.weights[:, fitted].max() < 0.05
 
 
+def test_a_faces_own_pose_bias_is_measured_on_its_rest_frames(mesh):
+    """A capture that bends this face like a smile and a brow raise as the head turns (not the
+    average face's measured bias): read as expressions from the clip alone, and taken out when
+    the clip starts with frames at rest while the head turns (a blink among them)."""
+    rng = np.random.default_rng(13)
+    lead = 40
+    phase = np.arange(lead) / lead
+    rest_angles = np.stack([20 * np.sin(2 * np.pi * phase), 10 * np.sin(4 * np.pi * phase), np.zeros(lead)], axis=1)
+    performance = synthetic_weights(rng)
+    truth = np.concatenate([np.zeros((lead, 52)), performance])
+    truth[18:23, INDEX["eyeBlinkLeft"]] = truth[18:23, INDEX["eyeBlinkRight"]] = [0.5, 1, 1, 1, 0.5]
+    count = len(truth)
+    angles = np.concatenate([rest_angles, np.stack([20 * np.sin(np.linspace(0, 3, count - lead)),
+                                                    8 * np.cos(np.linspace(0, 2, count - lead)) - 8,
+                                                    np.zeros(count - lead)], axis=1)])
+    vertices, poses = posed_clip(truth, mesh.canonical, rng, angles)
+    template = load_template()
+    triangle, barycentric, _ = closest_on_surface(mesh.canonical, template.vertices, template.triangles)
+    basis = interpolate(load_basis(BASIS), template.triangles, triangle, barycentric)
+    yaw, pitch = np.radians(angles[:, 0]), np.radians(angles[:, 1])
+    bend = (2.0 * yaw[:, None, None] * basis[INDEX["mouthSmileLeft"]]
+            + 2.5 * pitch[:, None, None] * basis[INDEX["browInnerUp"]])  # per radian, head frame
+    bent = vertices + np.einsum("tij,tvj->tvi", poses[:, :3, :3], bend)
+    scored = slice(lead, None)
+
+    def solve(clip, rest_frames):
+        settings = SolverSettings(basis=BASIS, rest_frames=rest_frames)
+        return solve_sequence(clip, poses, mesh.canonical, solver=ExpressionSolver(mesh.canonical, settings))
+
+    def error(curves, name):
+        return np.abs(curves.weights[scored, INDEX[name]] - truth[scored, INDEX[name]]).mean()
+
+    unbent, alone, calibrated = solve(vertices, None), solve(bent, None), solve(bent, tuple(range(lead)))
+    assert error(alone, "mouthSmileLeft") > 0.15 and error(alone, "browInnerUp") > 0.05
+    assert error(calibrated, "mouthSmileLeft") < 0.04 and error(calibrated, "browInnerUp") < 0.04
+    for name in EXPRESSIVE:  # as good as the same face without the bend
+        assert error(calibrated, name) < error(unbent, name) + 0.02, name
+    assert calibrated.weights[:lead, [INDEX["mouthSmileLeft"], INDEX["browInnerUp"]]].max() < 0.1
+
+
+def test_rest_frames_outside_the_clip_are_refused(mesh):
+    rng = np.random.default_rng(14)
+    vertices, poses = posed_clip(np.zeros((5, 52)), mesh.canonical, rng)
+    for frames in ((3, 4, 5), (0, 1)):
+        settings = SolverSettings(basis=BASIS, rest_frames=frames)
+        with pytest.raises(ValueError, match="rest frames"):
+            solve_sequence(vertices, poses, mesh.canonical, solver=ExpressionSolver(mesh.canonical, settings))
+
+
 def test_a_long_clip_is_fitted_in_windows_with_the_same_weights(mesh, solver):
     rng = np.random.default_rng(12)
     truth = np.concatenate([synthetic_weights(rng) for _ in range(4)])  # 360 frames: two windows of 256

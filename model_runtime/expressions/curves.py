@@ -15,16 +15,19 @@ from ..contract import CANONICAL_SPACE_ID
 from ..errors import UserError
 from ..reconstruction_format import load_reconstruction, reconstruction_dir, vertex_columns, write_expression_curves
 from .arkit import ARKIT_NAMES
-from .solver import ExpressionCurves, SolverSettings, solve_sequence
+from .solver import MIN_REST_FRAMES, ExpressionCurves, SolverSettings, solve_sequence
 
 LANDMARK_COUNT = 478
 
 
-def solve_capture(capture_dir: Path, neutral_frame: int | None = None) -> Path:
+def solve_capture(capture_dir: Path, neutral_frame: int | None = None,
+                  rest_frames: tuple[int, ...] | None = None) -> Path:
     """Solve the curves of the reconstruction in `capture_dir`; returns the written file.
 
     `neutral_frame`: the capture index of a frame with a neutral face, or None to estimate the
-    neutral from the whole clip."""
+    neutral from the whole clip. `rest_frames`: capture indices of frames where the face is at
+    rest while the head turns (the neutral, unless `neutral_frame` is given, and this face's
+    pose bias are measured there; see `solver.solve_sequence`)."""
     capture_dir = Path(capture_dir)
     folder = reconstruction_dir(capture_dir)
     try:
@@ -44,12 +47,17 @@ def solve_capture(capture_dir: Path, neutral_frame: int | None = None) -> Path:
                         f"0..{reconstruction.frame_count - 1}",
                         "Pick a capture index of a frame with a neutral face, or leave it out to estimate one.",
                         code="bad_option")
+    if rest_frames is not None and len(set(rest_frames)) < MIN_REST_FRAMES:
+        raise UserError(f"the rest frames hold {len(set(rest_frames))} frame(s) of {capture_dir}; the expression "
+                        f"curves need at least {MIN_REST_FRAMES}",
+                        "Give the footage frames FIRST:LAST of a few seconds where the face is at rest while the "
+                        "head turns, within the captured range, or leave the rest frames out.", code="bad_option")
     landmarks = None
     if reconstruction.header.get("mesh_mode") != "template":
         landmarks = capture_landmarks(capture_dir, reconstruction.frame_count)
     curves = solve_sequence(VerticesOnDisk(folder), reconstruction.head_pose,
                             reconstruction.canonical_vertices, landmarks=landmarks,
-                            settings=SolverSettings(neutral_frame=neutral_frame))
+                            settings=SolverSettings(neutral_frame=neutral_frame, rest_frames=rest_frames))
     return write_expression_curves(folder, curve_arrays(curves))
 
 

@@ -3,9 +3,14 @@
 The reconstruction's vertices are brought into the head's canonical frame (rigid head motion
 removed with its head pose); what is left is identity plus expression. With the observed basis
 the capture's pose bias (how it bends a face at rest as the head turns, measured by
-bench/expression_basis.py, linear in `pose_terms`) is taken out too. A per-user neutral (one
-chosen frame, or estimated from the clip, see `ExpressionSolver.estimate_neutral`) removes the
-identity; the remaining offsets are fitted, all frames at once, against the expression basis carried onto the
+bench/expression_basis.py, linear in `pose_terms`) is taken out too. That bias is an average
+face's; each face bends its own way (its directions differ, cosine 0.3-0.6), so where the user
+gives *rest frames* (a relaxed face while the head turns, e.g. the first seconds of a take) this
+face's own bend is measured there (`pose_dependence`, on yaw and pitch) and taken out of every
+frame. It cannot be measured from the performance itself: expressions that move with the head
+would be taken for it. A per-user neutral (one chosen frame, the median of the rest frames, or
+estimated from the clip, see `ExpressionSolver.estimate_neutral`) removes the identity; the
+remaining offsets are fitted, all frames at once, against the expression basis carried onto the
 reconstruction's mesh (bench/expression_basis.py's offsets live on the template's 478 vertices; each mesh
 vertex takes them at its closest point on the template surface; by default the basis measured as
 the capture sees each shape, see bench/expression_basis.py). The fit is bounded least squares,
@@ -17,13 +22,14 @@ hundredths as one solve of the whole clip, with memory that does not grow with t
 modes (a small shift and rotation of the whole face) are fitted beside the shapes, signed and
 unpenalised: what is left of the head pose's error is theirs, not a brow's or the jaw's.
 
-The eyeLook shapes and the gaze come from the iris centres relative to the eye corners (not
-from the fit: the eyeballs are not in the surface fit). The lids' shapes (eyeBlink, eyeWide) come
+The eyeLook shapes and the gaze come from the iris centres relative to the eye corners (not from
+the fit: the eyeballs are not in the surface fit). The lids' shapes (eyeBlink, eyeWide) come
 from each eye's aperture, lid opening over eye width, relative to its rest (the neutral frame's,
-or the clip's median), scaled by the aperture change the basis's shape makes (the mean of the
-two eyes': the lids respond alike); their shapes are
-taken out of the offsets before the fit, so the lids' few millimetres do not have to compete with
-the brows and cheeks in it. tongueOut is never seen: it stays 0.
+or the median of the rest frames' or of the clip's; with rest frames, less its bend as the head
+turns, measured there like the surface's), scaled by the aperture change the basis's shape makes
+(the mean of the two eyes': the lids respond alike); their shapes are taken out of the offsets
+before the fit, so the lids' few millimetres do not have to compete with the brows and cheeks in
+it. tongueOut is never seen: it stays 0.
 Head rotation is (yaw, pitch, roll) in radians relative to a head facing the camera.
 
 Memory: the mesh is read READ_FRAMES frames at a time and kept only as its projection on the
@@ -66,6 +72,12 @@ REST_SHARE, MIN_REST_FRAMES = 0.5, 3
 new vertices are midpoints of old ones, a dense mesh's run along its grid), which keeps the
 cost per frame flat in mesh density without losing any region of the face."""
 READ_FRAMES = 256
+REST_POSE_TERMS = 2
+"""The rest frames' pose dependence is fitted on yaw and pitch only (the first two `pose_terms`):
+a few seconds of turning cannot pin down the squared terms."""
+POSE_TERM_FLOOR_RAD = np.radians(3.0)
+"""A pose term that spreads less than this over the rest frames is held by a ridge, not fitted to noise."""
+TUKEY_C = 4.685
 TEMPLATE_FACING_CAMERA = np.diag([1.0, -1.0, -1.0])  # canonical (+Y up, +Z out) -> camera (y down, z away)
 
 
@@ -79,6 +91,7 @@ class SolverSettings:
     basis: str = "observed"  # or "geometric" (see load_basis)
     window: int = 256  # frames fitted at once (see `ExpressionSolver.fit_windows`)
     window_overlap: int = 32
+    rest_frames: tuple[int, ...] | None = None  # frames at rest while the head turns (see `solve_sequence`)
 
 
 @dataclass
@@ -225,6 +238,42 @@ def _difference_laplacian(weights: np.ndarray) -> np.ndarray:
     return result
 
 
+def _rest_frames(frames, count: int) -> np.ndarray | None:
+    """The rest frames as sorted unique indices, at most NEUTRAL_SAMPLE_FRAMES of them (evenly
+    spread); None when none were given."""
+    if frames is None:
+        return None
+    frames = np.unique(np.asarray(frames, int))
+    if len(frames) < MIN_REST_FRAMES or frames[0] < 0 or frames[-1] >= count:
+        raise ValueError(f"the rest frames must be at least {MIN_REST_FRAMES} frames of the clip (0..{count - 1})")
+    return frames[np.unique(np.linspace(0, len(frames) - 1, min(len(frames), NEUTRAL_SAMPLE_FRAMES)).round().astype(int))]
+
+
+def pose_dependence(offsets: np.ndarray, terms: np.ndarray, iterations: int = 10):
+    """How `offsets` (N, P) vary with pose terms (N, K) about the terms' mean, fitted robustly
+    (iterated Tukey weights: a blink or a twitch in the rest frames does not count); a term
+    that barely varies is held near 0 by a ridge. Returns ``bend(terms (M, K), projection=None)
+    -> (M, P)``, or ``(M, P) @ projection`` computed without the (M, P) array."""
+    centre = terms.mean(axis=0)
+    spread = np.maximum(terms.std(axis=0), POSE_TERM_FLOOR_RAD)
+    design = np.column_stack([np.ones(len(terms)), (terms - centre) / spread])
+    ridge = np.diag([0.0] + [0.05 * len(terms)] * terms.shape[1])
+    weights = np.ones_like(offsets)
+    for _ in range(iterations):
+        normal = np.einsum("np,ni,nj->pij", weights, design, design) + ridge
+        right = np.einsum("np,ni,np->pi", weights, design, offsets)
+        coefficients = np.linalg.solve(normal, right[..., None])[..., 0]
+        residual = offsets - design @ coefficients.T
+        scale = 1.4826 * np.median(np.abs(residual), axis=0) + 1e-12
+        weights = np.clip(1.0 - (residual / (TUKEY_C * scale)) ** 2, 0.0, None) ** 2
+    slopes = coefficients[:, 1:].T / spread[:, None]  # (K, P) per unit of each term
+
+    def bend(at: np.ndarray, projection: np.ndarray | None = None) -> np.ndarray:
+        return (at - centre) @ (slopes if projection is None else slopes @ projection)
+
+    return bend
+
+
 def rigid_modes(points: np.ndarray) -> np.ndarray:
     """(6, 3N) offsets of points (N, 3) under a small shift along x, y, z and a small rotation
     about x, y, z through their centroid (metres per metre and per radian)."""
@@ -330,15 +379,17 @@ def solve_sequence(vertices, head_pose: np.ndarray, canonical_vertices: np.ndarr
     neutral_frame = solver.settings.neutral_frame
     if neutral_frame is not None and not 0 <= neutral_frame < count:
         raise ValueError(f"neutral frame {neutral_frame} is outside the clip (0..{count - 1})")
+    at_rest = _rest_frames(solver.settings.rest_frames, count)
     angles = head_angles(head_pose)
     terms = pose_terms(angles)
-    if neutral_frame is not None:
-        rest_frames = np.array([neutral_frame])
+    if at_rest is None:
+        sample = np.unique(np.linspace(0, count - 1, min(count, NEUTRAL_SAMPLE_FRAMES)).round().astype(int))
     else:
-        rest_frames = np.unique(np.linspace(0, count - 1, min(count, NEUTRAL_SAMPLE_FRAMES)).round().astype(int))
+        sample = at_rest
+    kept_frames = sample if neutral_frame is None else np.union1d(sample, [neutral_frame])
     projected = np.empty((count, len(solver.columns)))
     eye_points = np.empty((count, len(EYE_POINTS), 3))
-    rest_vertices = np.empty((len(rest_frames), len(solver.fit_vertices), 3))
+    kept_vertices = np.empty((len(kept_frames), len(solver.fit_vertices), 3))
     eye_bias = solver.landmark_pose_bias[:, EYE_POINTS]
     for start in range(0, count, READ_FRAMES):
         stop = min(start + READ_FRAMES, count)
@@ -349,20 +400,35 @@ def solve_sequence(vertices, head_pose: np.ndarray, canonical_vertices: np.ndarr
         fit = to_head_frame(vertices[start:stop, solver.fit_vertices], pose)
         fit -= np.einsum("tk,kvd->tvd", term, solver.pose_bias)
         projected[start:stop] = fit.reshape(len(fit), -1) @ solver.columns.T
-        chosen = (rest_frames >= start) & (rest_frames < stop)
-        rest_vertices[chosen] = fit[rest_frames[chosen] - start]
+        chosen = (kept_frames >= start) & (kept_frames < stop)
+        kept_vertices[chosen] = fit[kept_frames[chosen] - start]
     apertures = eye_apertures(eye_points)
-    rest_apertures = apertures[neutral_frame] if neutral_frame is not None else np.median(apertures, axis=0)
+    if at_rest is not None:
+        # How the capture bends this face as its head turns, measured where the face is at rest,
+        # is taken out of every frame (the measured pose bias is an average face's).
+        rest_terms = terms[at_rest, :REST_POSE_TERMS]
+        at = np.searchsorted(kept_frames, at_rest)
+        bend = pose_dependence(kept_vertices[at].reshape(len(at), -1), rest_terms)
+        projected -= bend(terms[:, :REST_POSE_TERMS], solver.columns.T)
+        kept_vertices -= bend(terms[kept_frames, :REST_POSE_TERMS]).reshape(kept_vertices.shape)
+        apertures = apertures - pose_dependence(apertures[at_rest], rest_terms)(terms[:, :REST_POSE_TERMS])
+    rest_source = [neutral_frame] if neutral_frame is not None else (at_rest if at_rest is not None else slice(None))
+    rest_apertures = np.median(apertures[rest_source], axis=0)
     lids = lid_weights(apertures / rest_apertures - 1.0, solver.lid_response)
     # The lids' shapes are taken out of the offsets before the fit (see the module docstring).
     projected -= lids @ (solver.lid_design @ solver.columns.T)
-    rest_vertices -= (lids[rest_frames] @ solver.lid_design).reshape(rest_vertices.shape)
-    neutral = rest_vertices[0] if neutral_frame is not None else solver.estimate_neutral(rest_vertices)
+    kept_vertices -= (lids[kept_frames] @ solver.lid_design).reshape(kept_vertices.shape)
+    if neutral_frame is not None:
+        neutral = kept_vertices[np.searchsorted(kept_frames, neutral_frame)]
+    elif at_rest is not None:
+        neutral = np.median(kept_vertices, axis=0)
+    else:
+        neutral = solver.estimate_neutral(kept_vertices)
     fitted = solver.fit_windows(projected - neutral.reshape(-1) @ solver.columns.T)
     weights = np.zeros((count, len(ARKIT_NAMES)), np.float32)
     weights[:, [INDEX[n] for n in FITTED_SHAPES]] = fitted
     weights[:, [INDEX[n] for n in LID_SHAPES]] = lids
-    neutral_eyes = eye_points[neutral_frame] if neutral_frame is not None else np.median(eye_points, axis=0)
+    neutral_eyes = np.median(eye_points[rest_source], axis=0)
     gaze = eye_gaze(eye_points, neutral_eyes)
     for name, curve in eye_look_weights(gaze).items():
         weights[:, INDEX[name]] = curve

@@ -29,6 +29,7 @@ from ..capture_folder import CaptureFolder, try_lock, unwritable
 from ..contract import CANONICAL_SPACE_ID
 from ..errors import Cancelled, CaptureFolderError, UserError
 from ..expressions.curves import solve_capture
+from ..option_schema import parse_frames
 from ..reconstruction_format import (
     FRAME_FILLED,
     FRAME_HELD,
@@ -92,8 +93,18 @@ def reconstruct(
             _replace(target, partial)
     if capture.canonical_space == CANONICAL_SPACE_ID:
         neutral = None if options.neutral_frame is None else capture.capture_index(options.neutral_frame, "neutral frame")
-        solve_capture(capture.path, neutral_frame=neutral)
+        solve_capture(capture.path, neutral_frame=neutral, rest_frames=_rest_frames(capture, options.rest_frames))
     return target
+
+
+def _rest_frames(capture: CaptureFolder, text: str | None) -> tuple[int, ...] | None:
+    """The capture indices of the footage frames FIRST:LAST of the rest_frames option."""
+    if text is None:
+        return None
+    first, last, _ = parse_frames(text, "rest_frames")
+    numbers = capture.frame_numbers
+    return tuple(i for i, number in enumerate(numbers)
+                 if (first is None or number >= first) and (last is None or number <= last))
 
 
 def _reconstruct_into(folder, capture, frames, options, mesh, rigid, points, settings, progress, should_cancel) -> None:

@@ -110,6 +110,7 @@ def test_request_follows_the_panel_settings(addon, scene, settings):
     settings.frames, settings.focal = "11:20:2", "28mm/23.5"
     settings.mesh, settings.density, settings.smooth = "dense", "low", "off"
     settings.points = "nose_tip 0.01,0.02,0.03"
+    settings.rest_frames = "11:15"
     preferences = addon.runtime_paths.get_preferences()
     options = addon.capture_request.option_values(settings, preferences)
     fields = addon.capture_request.capture_fields(Path("/in.mp4"), Path("/out"), options)
@@ -118,6 +119,7 @@ def test_request_follows_the_panel_settings(addon, scene, settings):
         "still_images": False, "device": "auto", "checkpoint": None, "backend_options": {}, "overwrite": True,
         "mesh": "dense", "density": "low", "smooth": "off", "points": ["nose_tip", "0.01,0.02,0.03"],
         "reference_frame": None, "radius": 0.002, "appearance": True, "neutral_frame": None,
+        "rest_frames": "11:15",
     }
     addon.runtime_paths.runtime_module("protocol").request("capture_reconstruct", "r1", **fields)  # the runtime accepts it
 
