@@ -1,5 +1,6 @@
-"""The operators: capture, cancel, and set up or check the runtime. Each is a thin button over
-`capture_job` (the running capture) or `runtime_tasks` (set-up and health check)."""
+"""The operators: capture, cancel, fill a frame-range option from the timeline, and set up or
+check the runtime. Each is a thin button over `capture_job` (the running capture) or
+`runtime_tasks` (set-up and health check)."""
 from __future__ import annotations
 
 import bpy
@@ -74,6 +75,27 @@ class FACEANYTHING_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class FACEANYTHING_OT_frames_from_timeline(bpy.types.Operator):
+    """Fill this frame range from the timeline: its preview range when one is set, else the scene's
+    range (scene frame N shows footage frame N)"""
+
+    bl_idname = "faceanything.frames_from_timeline"
+    bl_label = "From Timeline"
+    bl_options = {"REGISTER", "UNDO"}
+
+    option: bpy.props.StringProperty(options={"HIDDEN"})
+
+    def execute(self, context):
+        scene = context.scene
+        if scene.use_preview_range:
+            first, last = scene.frame_preview_start, scene.frame_preview_end
+        else:
+            first, last = scene.frame_start, scene.frame_end
+        setattr(scene.faceanything, self.option, f"{first}:{last}")
+        self.report({"INFO"}, f"{self.option.replace('_', ' ').capitalize()}: {first} to {last}")
+        return {"FINISHED"}
+
+
 class FACEANYTHING_OT_setup_runtime(bpy.types.Operator):
     """Create the runtime's own Python environment and install its packages (downloads about 3 GB)"""
 
@@ -136,6 +158,7 @@ class FACEANYTHING_OT_check_runtime(bpy.types.Operator):
 classes = (
     FACEANYTHING_OT_capture,
     FACEANYTHING_OT_cancel,
+    FACEANYTHING_OT_frames_from_timeline,
     FACEANYTHING_OT_setup_runtime,
     FACEANYTHING_OT_cancel_setup,
     FACEANYTHING_OT_check_runtime,

@@ -109,7 +109,13 @@ def draw_options(layout, settings) -> None:
         box = layout.box()
         box.label(text=title, icon=icon)
         for option in panel_options():
-            if option.stage == stage:
+            if option.stage != stage:
+                continue
+            if option.is_frame_range:
+                row = box.row(align=True)
+                row.prop(settings, option.name)
+                row.operator("faceanything.frames_from_timeline", text="", icon="PREVIEW_RANGE").option = option.name
+            else:
                 box.prop(settings, option.name)
     box.prop(settings, "animation")
 

@@ -61,6 +61,11 @@ class Option:
     def label(self) -> str:
         return self.name.replace("_", " ").title()
 
+    @property
+    def is_frame_range(self) -> bool:
+        """A FIRST:LAST range of footage frame numbers (the panel offers to fill it from the timeline)."""
+        return self.metavar.startswith("FIRST:LAST")
+
     def help_text(self) -> str:
         """The help with its choices, unit and default, as both CLIs show it."""
         parts = [self.help]

@@ -76,3 +76,23 @@ def test_options_off_the_panel_are_blender_cli_flags(addon):
         if option.name not in BLENDER_OWNS:
             assert " ".join(option.help.split()[:3]) in text
     assert bpy.context.scene is not None
+
+
+def test_frame_ranges_fill_from_the_timeline(addon, scene):
+    """Each FIRST:LAST option has a button that writes the timeline's preview range (else the
+    scene's range) into it, in footage frame numbers (scene frame N shows footage frame N)."""
+    settings = scene.faceanything
+    calls = []
+    addon.ui.draw_options(RecordingLayout(calls), settings)
+    buttons = [named for name, named in calls if name == "operator"
+               and named["operator"] == "faceanything.frames_from_timeline"]
+    ranges = [option.name for option in addon.props.panel_options() if option.is_frame_range]
+    assert set(ranges) == {"frames", "rest_frames"} and len(buttons) == len(ranges)
+    scene.frame_start, scene.frame_end, scene.use_preview_range = 1, 120, False
+    assert bpy.ops.faceanything.frames_from_timeline(option="rest_frames") == {"FINISHED"}
+    scene.use_preview_range = True
+    scene.frame_preview_start, scene.frame_preview_end = 5, 48
+    bpy.ops.faceanything.frames_from_timeline(option="frames")
+    assert settings.rest_frames == "1:120" and settings.frames == "5:48"
+    options = addon.capture_request.option_values(settings, addon.runtime_paths.get_preferences())
+    assert options["rest_frames"] == "1:120" and options["frames"] == "5:48"
