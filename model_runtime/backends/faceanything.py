@@ -300,7 +300,7 @@ class FaceAnythingBackend:
     def predict(self, image_rgb: np.ndarray, intrinsics: np.ndarray | None) -> FrameMaps:
         """One frame on its own (as in ``mode="single"``, without the appearance stage)."""
         _check_image(image_rgb, 0, None)
-        return next(self._run_window([image_rgb], 0, _check_intrinsics(intrinsics), []))
+        return next(self._run_window([image_rgb], _check_intrinsics(intrinsics)))
 
     def close(self) -> None:
         self.network = None
