@@ -222,13 +222,10 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
         return 0
     index_of = {source_index: i for i, source_index in enumerate(indices)}
     backend = create_backend(options.backend, **_backend_options(options, source))
-    if len(missing) < len(indices) and not getattr(backend, "resumes_exactly", True) and warn:
-        warn(missing[0], "inexact_resume", backend.inexact_resume_message(indices[missing[0]]))
     if getattr(backend, "depends_on_history", False):
-        # Tracking depends on history: every frame after the first missing one is recomputed,
+        # Frames depend on history: every frame from the resume point on is recomputed,
         # continuing from the frames before it exactly as an uninterrupted run would.
-        missing = list(range(missing[0], len(indices)))
-        _resume_tracking(backend, source, folder, indices, missing[0])
+        missing = list(range(_resume(backend, source, folder, indices, missing[0]), len(indices)))
     todo = set(missing)
     _record_backend(folder, backend)
     pending: deque[int] = deque()
@@ -276,6 +273,30 @@ def _compute_frames(source, folder, options, indices, missing, intrinsics, progr
             _record_backend(folder, backend)  # again: a network backend fits its alignment while it runs
             backend.close()
     return done
+
+
+def _resume(backend, source: FrameSource, folder: CaptureFolder, indices: list[int], first_missing: int) -> int:
+    """Hand a backend whose frames depend on history what it needs to continue after the stored
+    frames; returns the first frame to compute. A backend of windows (`resume_window`) restarts
+    at the window that emits ``first_missing``: the frames of that window that earlier windows
+    emitted are handed over (decoded again, with their stored maps) and are not computed again."""
+    first = first_missing
+    if hasattr(backend, "resume_window"):
+        feed_from, first = backend.resume_window(first_missing)
+        fed_again = range(feed_from, first)
+        backend.continue_windows(feed_from, list(zip(_decoded(source, indices, fed_again),
+                                                     (folder.frame(i) for i in fed_again))))
+    _resume_tracking(backend, source, folder, indices, first)
+    return first
+
+
+def _decoded(source: FrameSource, indices: list[int], capture_indices: range) -> list[np.ndarray | None]:
+    """The images of a run of captured frames, decoded again (None where unreadable)."""
+    if not capture_indices:
+        return []
+    step = indices[1] - indices[0] if len(indices) > 1 else 1
+    frames = source.frames(indices[capture_indices[0]], indices[capture_indices[-1]] + 1, step)
+    return [frame.image for frame in frames]
 
 
 def _resume_tracking(backend, source: FrameSource, folder: CaptureFolder, indices: list[int], first: int) -> None:

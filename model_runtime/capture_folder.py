@@ -132,11 +132,10 @@ def write_frame(capture_dir: Path, index: int, maps: FrameMaps) -> None:
         "intrinsics": np.asarray(maps.intrinsics, np.float64),
     }
     if maps.has_face:
-        inside = maps.depth[maps.mask]
-        reference = np.float32(np.median(inside))
+        reference, offset = _depth_offset(maps.depth, maps.mask)
         arrays.update(
             depth_reference=reference,
-            depth_offset=np.where(maps.mask, maps.depth - reference, 0).astype(np.float16),
+            depth_offset=offset,
             canonical=maps.canonical.astype(np.float16),
             depth_confidence=maps.depth_confidence.astype(np.float16),
             canonical_confidence=maps.canonical_confidence.astype(np.float16),
@@ -157,6 +156,21 @@ def write_frame(capture_dir: Path, index: int, maps: FrameMaps) -> None:
                 if exc.errno == errno.ENOSPC else
                 "Make the folder writable or choose another output folder, then run the capture again to resume.")
         raise CaptureFolderError(f"cannot write frame {index} to {target}: {exc.strerror or exc}", hint) from exc
+
+
+def stored_depth(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The float32 depth map a frame file gives back for ``depth`` (a face frame's)."""
+    return _depth_from_offset(*_depth_offset(depth, mask), mask)
+
+
+def _depth_offset(depth: np.ndarray, mask: np.ndarray) -> tuple[np.float32, np.ndarray]:
+    """(reference, float16 offsets): the median face depth and each face pixel's depth minus it."""
+    reference = np.float32(np.median(depth[mask]))
+    return reference, np.where(mask, depth - reference, 0).astype(np.float16)
+
+
+def _depth_from_offset(reference, offset: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, offset.astype(np.float32) + reference, 0).astype(np.float32, copy=False)
 
 
 FRAME_COMPRESSION_LEVEL = 1
@@ -209,9 +223,8 @@ def _frame_maps(stored: dict[str, np.ndarray], frame_size: tuple[int, int]) -> F
             setattr(maps, name, value)
         return maps
     mask = stored["mask"]
-    depth = np.where(mask, stored["depth_offset"].astype(np.float32) + stored["depth_reference"], 0)
     return FrameMaps(
-        depth=depth.astype(np.float32, copy=False),
+        depth=_depth_from_offset(stored["depth_reference"], stored["depth_offset"], mask),
         canonical=stored["canonical"].astype(np.float32),
         depth_confidence=stored["depth_confidence"].astype(np.float32),
         canonical_confidence=stored["canonical_confidence"].astype(np.float32),

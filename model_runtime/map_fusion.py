@@ -140,24 +140,37 @@ def state_from_maps(gray: np.ndarray, maps: FrameMaps) -> MapState | None:
     uninterrupted one had. None without a face."""
     if not maps.has_face:
         return None
-    height, width = gray.shape
+    sample = sampler_at_map_pixels(maps, gray.shape[::-1])
+    return MapState(gray, sample(_as_stored(maps.canonical)), sample(_as_stored(maps.canonical_confidence)),
+                    face_pixels(sample, maps.mask))
+
+
+def sampler_at_map_pixels(maps: FrameMaps, size: tuple[int, int]):
+    """A function sampling an array of the maps' window (frame resolution) at the centres of the
+    pixels of a ``size`` (w, h) map: float32 (h, w[, c]), bilinear, 0 away from the window."""
+    width, height = size
     frame_width, frame_height = maps.frame_size
     x0, y0, x1, y1 = maps.window
     # Map pixel centres in the window's coordinates; only those near the window are sampled.
     x = (np.arange(width, dtype=np.float32) + 0.5) * np.float32(frame_width / width) - 0.5 - x0
     y = (np.arange(height, dtype=np.float32) + 0.5) * np.float32(frame_height / height) - 0.5 - y0
     columns, rows = np.flatnonzero((x > -1) & (x < x1 - x0)), np.flatnonzero((y > -1) & (y < y1 - y0))
-    state = MapState(gray, np.zeros((height, width, 3), np.float32), np.zeros((height, width), np.float32),
-                     np.zeros((height, width), bool))
-    if columns.size == 0 or rows.size == 0:
-        return state
-    box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))
-    sample = _sampler(*np.meshgrid(x[box[1]], y[box[0]]))
-    state.canonical[box] = sample(_as_stored(maps.canonical))
-    state.confidence[box] = sample(_as_stored(maps.canonical_confidence))
-    # A pixel whose sample mixes in a non-face pixel has no face coordinate.
-    state.valid[box] = sample(maps.mask.astype(np.float32)) > 1.0 - 1e-4
-    return state
+    box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)) if columns.size and rows.size else None
+    sample_box = _sampler(*np.meshgrid(x[box[1]], y[box[0]])) if box else None
+
+    def sample(a: np.ndarray) -> np.ndarray:
+        sampled = np.zeros((height, width, *a.shape[2:]), np.float32)
+        if box:
+            sampled[box] = sample_box(a)
+        return sampled
+
+    return sample
+
+
+def face_pixels(sample, mask: np.ndarray) -> np.ndarray:
+    """The pixels ``sample`` (`sampler_at_map_pixels`) takes from face pixels only: a pixel whose
+    sample mixes in a non-face pixel holds no face value."""
+    return sample(mask.astype(np.float32)) > 1.0 - 1e-4
 
 
 def _as_stored(a: np.ndarray) -> np.ndarray:

@@ -32,8 +32,7 @@ Events:
     started     stage, total, [capture_dir]           a job's stage began ("capture", "reconstruct", "export");
                                                       total is null when not yet known
     progress    stage, done, total, fps, eta_s        at most a few times a second
-    warning     code, message, [frame]                per-frame problems (no face, unreadable frame, a resume
-                                                      that will not equal an uninterrupted capture)
+    warning     code, message, [frame]                per-frame problems (no face, unreadable frame)
     finished    stage, summary                        a stage ended; summary is a dict
     cancelled   stage, done                           the job stopped on request after `done` frames;
                                                       work so far is kept

@@ -167,8 +167,9 @@ def weights(tmp_path_factory):
     return write_random_weights(tmp_path_factory.mktemp("weights"))
 
 
-def network_capture(clip, weights, folder, appearance: bool = True, warnings: list | None = None, **backend_options):
-    options = CaptureOptions(frames="0:5", backend="faceanything", device="cpu", checkpoint=str(weights),
+def network_capture(clip, weights, folder, appearance: bool = True, warnings: list | None = None,
+                    frames: str | None = "0:5", **backend_options):
+    options = CaptureOptions(frames=frames, backend="faceanything", device="cpu", checkpoint=str(weights),
                              appearance=appearance, backend_options={**NETWORK_OPTIONS, **backend_options})
     warn = None if warnings is None else lambda frame, code, text: warnings.append((frame, code, text))
     return run_capture(clip, folder, options, warn=warn)
@@ -194,23 +195,95 @@ def test_the_network_backend_refines_its_maps_and_resumes_exactly(face_clip, wei
         frame_path(tmp_path / "resumed", index).unlink()
     warnings = []
     summary = network_capture(face_clip, weights, tmp_path / "resumed", warnings=warnings)
-    assert summary.computed == 2 and not [w for w in warnings if w[1] == "inexact_resume"]
+    assert summary.computed == 2 and warnings == []
     for uninterrupted, resumed in zip(on, canonical_maps(tmp_path / "resumed")):
         np.testing.assert_array_equal(resumed, uninterrupted)
 
 
-def test_a_resume_recomputes_every_frame_after_the_first_missing_one(face_clip, weights, tmp_path):
-    """In window mode the resumed windows start at the resume point: the capture warns that the
-    result can differ from an uninterrupted one, naming the frame and the exact alternative."""
-    network_capture(face_clip, weights, tmp_path / "cap", mode="window", window=2, overlap=1)
-    frame_path(tmp_path / "cap", 1).unlink()
+# Windows of 3 frames, 1 shared: window 0 holds capture positions 0-2, window 1 positions 2-4
+# (emits 3 and 4), window 2 positions 4-6 (emits 5 and 6).
+WINDOWS = {"mode": "window", "window": 3, "overlap": 1}
+
+
+def all_maps(folder) -> list[FrameMaps]:
+    capture = CaptureFolder(folder)
+    return [capture.frame(i) for i in range(len(capture.frame_numbers))]
+
+
+def assert_same_frames(resumed_folder, uninterrupted_folder) -> None:
+    resumed, uninterrupted = all_maps(resumed_folder), all_maps(uninterrupted_folder)
+    assert len(resumed) == len(uninterrupted)
+    for index, (a, b) in enumerate(zip(resumed, uninterrupted)):
+        assert a.has_face == b.has_face and a.window == b.window, f"frame {index}"
+        for name in ("depth", "canonical", "depth_confidence", "canonical_confidence", "mask"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=f"frame {index} {name}")
+
+
+def resume_after_kill(uninterrupted, folder, first_missing: int) -> None:
+    """A copy of a finished capture as a kill after ``first_missing`` frames leaves it."""
+    shutil.copytree(uninterrupted, folder)
+    for index in range(first_missing, len(CaptureFolder(folder).frame_numbers)):
+        frame_path(folder, index).unlink()
+
+
+@pytest.fixture(scope="module")
+def window_captures(weights, tmp_path_factory):
+    """Uninterrupted window-mode captures of the sample clip's first 7 frames, with the appearance
+    stage on and off."""
+    from tests.conftest import sample_file
+
+    root = tmp_path_factory.mktemp("windows")
+    for appearance in (True, False):
+        network_capture(sample_file("single_face.mp4"), weights, root / str(appearance), appearance, frames="1:7",
+                        **WINDOWS)
+    return root
+
+
+@pytest.mark.parametrize("appearance", [True, False], ids=["appearance", "no-appearance"])
+@pytest.mark.parametrize("first_missing, computed", [(3, 4), (4, 4), (5, 2)],
+                         ids=["window-start", "window-middle", "last-window"])
+def test_a_window_mode_capture_resumes_exactly(face_clip, weights, window_captures, tmp_path, appearance,
+                                               first_missing, computed):
+    """Killed after ``first_missing`` frames and run again, the capture restarts at the window
+    that emits that frame, feeding it its overlap frame again, and writes what an uninterrupted
+    capture wrote: the frames attend to the same frames and the depth tie reads the same maps."""
+    uninterrupted = window_captures / str(appearance)
+    resume_after_kill(uninterrupted, tmp_path / "resumed", first_missing)
     warnings = []
-    summary = network_capture(face_clip, weights, tmp_path / "cap", warnings=warnings, mode="window", window=2,
-                              overlap=1)
-    assert summary.computed == 4 and CaptureFolder(tmp_path / "cap").is_complete()
-    inexact = [(frame, text) for frame, code, text in warnings if code == "inexact_resume"]
-    assert len(inexact) == 1 and inexact[0][0] == 1
-    assert "resuming at frame 1" in inexact[0][1] and "mode=single" in inexact[0][1]
+    summary = network_capture(face_clip, weights, tmp_path / "resumed", appearance, warnings, frames="1:7", **WINDOWS)
+    assert summary.computed == computed and warnings == []
+    assert_same_frames(tmp_path / "resumed", uninterrupted)
+
+
+def write_image_sequence(clip, folder, unreadable: int):
+    """The clip's first 7 frames as plate.0001.png..., the one at position ``unreadable`` broken."""
+    from tests.conftest import first_frames
+
+    folder.mkdir()
+    for position, image in enumerate(first_frames(clip, 7)):
+        path = folder / f"plate.{position + 1:04d}.png"
+        if position == unreadable:
+            path.write_bytes(b"\x89PNG broken")
+        else:
+            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.mark.parametrize("unreadable, first_missing", [(1, 3), (2, 4), (4, 6)],
+                         ids=["gap-in-window-0", "overlap-frame-unreadable", "gap-at-the-resume-window"])
+def test_an_unreadable_frame_keeps_its_place_in_the_window_grid_and_the_resume_is_exact(
+        face_clip, weights, tmp_path, unreadable, first_missing):
+    """An unreadable frame leaves a gap in its window (the later windows do not shift) and is fed
+    to no window, also when a resume feeds its window's overlap again."""
+    plates = write_image_sequence(face_clip, tmp_path / "plates", unreadable)
+    warnings = []
+    network_capture(plates, weights, tmp_path / "uninterrupted", warnings=warnings, frames=None, **WINDOWS)
+    assert [(frame, code) for frame, code, _ in warnings] == [(unreadable, "unreadable_frame")]
+    maps = all_maps(tmp_path / "uninterrupted")
+    assert [m.has_face for m in maps] == [position != unreadable for position in range(7)]
+    resume_after_kill(tmp_path / "uninterrupted", tmp_path / "resumed", first_missing)
+    network_capture(plates, weights, tmp_path / "resumed", frames=None, **WINDOWS)
+    assert_same_frames(tmp_path / "resumed", tmp_path / "uninterrupted")
 
 
 def test_after_an_unreadable_frame_the_next_one_starts_without_history(face_clip, weights):

@@ -19,8 +19,10 @@ from model_runtime.backends.faceanything import (
     frame_prediction,
     metres_per_depth_unit,
 )
+from model_runtime.capture_folder import stored_depth
 from model_runtime.contract import CANONICAL_SPACE_ID
 from model_runtime.errors import InputError, UserError
+from model_runtime.map_fusion import face_pixels, sampler_at_map_pixels
 from model_runtime.network.canonical_alignment import RELEASE_SPACE_ID
 from model_runtime.network.model import build_network
 from model_runtime.network.rays import rays_for_camera
@@ -126,8 +128,14 @@ def test_overlap_ties_each_window_to_the_previous_one(checkpoint, tmp_path, clip
     maps = run(checkpoint, tmp_path, frames, window=2, overlap=1)
     predictor = backend(checkpoint, tmp_path)
     first, second = predictor.infer(frames[:2]), predictor.infer(frames[1:])
-    ratio = float(np.median(first["depth"][1] / second["depth"][0]))  # frame 1, seen by both windows
-    assert abs(ratio - 1) > 1e-6  # the two windows disagree on the shared frame's scale
+    raw_ratio = float(np.median(first["depth"][1] / second["depth"][0]))  # frame 1, seen by both windows
+    assert abs(raw_ratio - 1) > 1e-6  # the two windows disagree on the shared frame's scale
+    # The tie reads frame 1 as emitted and stored (depth rounded as the capture folder keeps it),
+    # sampled back at network resolution, so a resumed capture that reads it from disk ties alike.
+    sample = sampler_at_map_pixels(maps[1], second["depth"][0].shape[::-1])
+    face = face_pixels(sample, maps[1].mask)
+    ratio = float(np.median(sample(stored_depth(maps[1].depth, maps[1].mask))[face] / second["depth"][0][face]))
+    assert ratio == pytest.approx(raw_ratio, rel=1e-3) and ratio != raw_ratio
     np.testing.assert_array_equal(maps[0].depth, to_frame(first["depth"][0]))
     np.testing.assert_array_equal(maps[1].depth, to_frame(first["depth"][1]))
     np.testing.assert_allclose(maps[2].depth, to_frame(second["depth"][1] * np.float32(ratio)), rtol=1e-6)
@@ -137,6 +145,40 @@ def test_overlap_ties_each_window_to_the_previous_one(checkpoint, tmp_path, clip
         np.testing.assert_array_equal(a.depth, b.depth)
         np.testing.assert_array_equal(a.canonical, b.canonical)
         np.testing.assert_array_equal(a.intrinsics, b.intrinsics)
+
+
+def test_windows_lie_on_a_grid_of_capture_positions(checkpoint, tmp_path, clip):
+    """An unreadable frame (``lose_track`` instead of an image) leaves a gap in its window; the
+    later windows keep their frames instead of shifting by one."""
+    predictor = backend(checkpoint, tmp_path, window=2, overlap=0)
+
+    def stream():
+        yield clip[0]
+        predictor.lose_track()  # position 1 is unreadable
+        yield from clip[2:4]
+
+    maps = list(predictor.predict_frames(stream(), None))
+    alone = run(checkpoint, tmp_path, clip[:1], window=2, overlap=0)  # window 0: frame 0 without frame 1
+    together = run(checkpoint, tmp_path, clip[2:4], window=2, overlap=0)  # window 1: frames 2 and 3
+    assert len(maps) == 3
+    for a, b in zip(maps, alone + together):
+        np.testing.assert_array_equal(a.depth, b.depth)
+        np.testing.assert_array_equal(a.canonical, b.canonical)
+
+
+@pytest.mark.parametrize("mode, window, overlap, expected", [
+    # window k covers positions [2k, 2k + 3) and emits from 2k + 1 (window 0 from 0)
+    ("window", 3, 1, [(0, 0), (0, 0), (0, 0), (2, 3), (2, 3), (4, 5), (4, 5)]),
+    # window k covers [k, k + 3) and emits k + 2
+    ("window", 3, 2, [(0, 0), (0, 0), (0, 0), (1, 3), (2, 4), (3, 5), (4, 6)]),
+    ("window", 2, 0, [(0, 0), (0, 0), (2, 2), (2, 2), (4, 4), (4, 4), (6, 6)]),
+    ("single", 8, 2, [(p, p) for p in range(7)]),
+])
+def test_a_resume_restarts_at_the_window_that_emits_the_first_missing_frame(checkpoint, tmp_path, mode, window,
+                                                                            overlap, expected):
+    predictor = backend(checkpoint, tmp_path, mode=mode, window=window, overlap=overlap)
+    assert [predictor.resume_window(first_missing) for first_missing in range(7)] == expected
+    assert predictor.depends_on_history == (mode == "window")  # appearance off: only the windows
 
 
 def test_single_mode_equals_a_window_of_one_and_sees_one_frame(checkpoint, tmp_path, clip):

@@ -56,7 +56,7 @@ _REGISTRY = {
         "model_runtime.backends.faceanything",
         "FaceAnythingBackend",
         "Face Anything network (torch; GPU recommended): per-pixel depth and canonical coordinates",
-        version="2",
+        version="3",
     ),
 }
 

@@ -7,15 +7,24 @@ the release's preprocessing, windows over long clips, and turning raw outputs in
 Preprocessing as in the release: whole RGB frames, resized so the longest side is
 ``resolution`` (504) and each side is the nearest multiple of 14, ImageNet mean/std.
 
-Windows: ``mode="window"`` runs ``window`` frames at once (they attend to each other), the next
-window starting ``window - overlap`` frames later; every frame is emitted once, by the first
-window that holds it, so results stream with a delay of at most one window and memory is bounded
-by the window, never the clip. The ``overlap`` frames, predicted by both windows, tie the new
-window's depth scale to the previous one (median depth ratio over pixels that are face in both;
-a window whose overlap shows no face takes its own scale, as the first window does).
-``mode="single"`` runs each frame alone (a window of one, no overlap). Only that mode resumes
-exactly (`resumes_exactly`): a resumed capture starts its windows at the resume point, and the
-capture warns so.
+Windows: ``mode="window"`` runs ``window`` frames at once (they attend to each other). Windows lie
+on a fixed grid of capture positions: window k covers positions [k*S, k*S + window), S = window -
+overlap, and every frame is emitted once, by the first window that holds it, so results stream
+with a delay of at most one window and memory is bounded by the window, never the clip. An
+unreadable frame keeps its position (``lose_track``): it leaves a gap in its window instead of
+shifting the later ones, and a window without a frame is skipped. A window's first ``overlap``
+positions, emitted by earlier windows, tie its depth scale to theirs: the median depth ratio, over
+pixels that are face in both, between those frames' maps as the capture folder stores them (depth
+rounded as stored, sampled back at network resolution) and this window's predictions of them; a
+window whose overlap shows no face takes its own scale, as the first window does.
+``mode="single"`` runs each frame alone (a window of one, no overlap).
+
+Resuming: a frame depends on the frames of its window and, through the tie, on the stored maps
+of the frames before it, never on where a run started. So a capture resumed at a missing frame
+(`resume_window`) starts again at the start of the window that emits it, feeds that window's
+overlap frames again with their stored maps (`continue_windows`) without emitting them, and
+computes every frame from there on exactly as an uninterrupted capture did (with the same
+template alignment: the one the first run fitted and cached).
 
 Outputs, per frame (see `contract.FrameMaps`):
 
@@ -29,7 +38,7 @@ Outputs, per frame (see `contract.FrameMaps`):
   the 478 landmarks); otherwise the release's own space (``RELEASE_SPACE_ID``).
 * depth: metres when aligned: each window's scale is the median over its frames of the
   similarity scale between template-space canonical points (metres) and camera-space points,
-  unless an overlap ties it to the previous window. Without the alignment there is no metric
+  unless its overlap ties it to the frames before it. Without the alignment there is no metric
   reference and depth stays in the network's units (``describe()["depth_units"]``).
 * confidences: the network's ``1 + exp(x)`` confidences mapped to [0, 1) by ``1 - 1/c``.
 * mask: the release removes the background with a video matting model we do not have; the face
@@ -43,11 +52,11 @@ network resolution) is refined with the previous frame's, carried by optical flo
 (``model_runtime/map_fusion.py``), so a point of the skin keeps its canonical coordinate and the
 map stops flickering. The state handed from frame to frame is derived from the maps as emitted,
 rounded as the capture folder stores them, so a capture resumed after a kill (``resume_tracking``,
-given the stored maps) continues the stage exactly as an uninterrupted one (the whole frame is
-exact in ``mode="single"``, see above).
+given the stored maps) continues the stage exactly as an uninterrupted one.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -59,10 +68,11 @@ import numpy as np
 import torch
 
 from . import backend_version
+from ..capture_folder import stored_depth
 from ..contract import CANONICAL_SPACE_ID, FrameMaps, crop_window
 from ..errors import InputError, UserError
 from ..intrinsics import intrinsics_for
-from ..map_fusion import MapFusion, MapState, state_from_maps, to_gray
+from ..map_fusion import MapFusion, MapState, face_pixels, sampler_at_map_pixels, state_from_maps, to_gray
 from ..network.canonical_alignment import (
     MIN_PAIRS,
     RELEASE_SPACE_ID,
@@ -157,8 +167,10 @@ class FaceAnythingBackend:
         self.appearance = bool(appearance)
         self._fusion = MapFusion() if appearance else None
         self._state: MapState | None = None  # the previous frame's, for the appearance stage
-        self._received = 0  # frames predict_frames has taken from its stream
-        self._lost_at: set[int] = set()  # stream indices of frames that start without history
+        self._position = 0  # the capture position of the next frame predict_frames takes
+        self._lost_at: set[int] = set()  # positions of frames that start without history
+        # Where the next predict_frames starts: (position, frames fed again), see continue_windows.
+        self._start: tuple[int, list[tuple[np.ndarray | None, FrameMaps]]] = (0, [])
         self.canonical_space = CANONICAL_SPACE_ID if align_to_template else RELEASE_SPACE_ID
         self.version = (f"faceanything-net {backend_version('faceanything')} "
                         f"(depth-anything-3 {_package_version('depth-anything-3')})")
@@ -188,23 +200,27 @@ class FaceAnythingBackend:
 
     @property
     def depends_on_history(self) -> bool:
-        """Whether a frame's maps depend on the frames before it (the appearance stage; a resumed
-        capture then hands over the state with ``resume_tracking``)."""
-        return self.appearance
+        """Whether a frame's maps depend on the frames before it: the appearance stage, and in
+        window mode the window grid and the depth tie. A resumed capture then starts where
+        `resume_window` says and hands over the frames before it (`continue_windows`,
+        `resume_tracking`)."""
+        return self.appearance or self.window > 1
 
-    @property
-    def resumes_exactly(self) -> bool:
-        """Whether a resumed capture gets the frames an uninterrupted run would: only frame by
-        frame. In window mode the resumed frames are predicted in windows that start at the
-        resume point (a frame attends to other frames than it did) and the first one's depth
-        scale is fitted afresh instead of tied to the frames before it."""
-        return self.mode == "single"
+    def resume_window(self, first_missing: int) -> tuple[int, int]:
+        """(feed_from, emit_from) of a capture resumed at capture position ``first_missing``:
+        the window that emits it starts at feed_from; its frames before emit_from, which earlier
+        windows emitted and the capture stored, are fed again (`continue_windows`) but not emitted,
+        and every frame from emit_from on is computed again."""
+        step = self.window - self.overlap
+        window = max(0, (first_missing - self.overlap) // step)
+        return window * step, (window * step + self.overlap if window else 0)
 
-    def inexact_resume_message(self, frame_number: int) -> str:
-        return (f"resuming at frame {frame_number}: the faceanything backend's windows of {self.window} frames "
-                "start again there, so the frames from it on can differ slightly from an uninterrupted capture "
-                "and depth can step at that frame; for an exact resume capture with --backend-option mode=single, "
-                "or capture again from the start with --overwrite")
+    def continue_windows(self, feed_from: int, fed_again: list[tuple[np.ndarray | None, FrameMaps]]) -> None:
+        """Start the next `predict_frames` at capture position ``feed_from`` (from
+        `resume_window`), with the frames from there to emit_from as (RGB image, or None where
+        unreadable; its maps as stored): they are fed to their window again and tie its depth
+        scale, as their maps did in the uninterrupted capture, and are not emitted."""
+        self._start = (feed_from, list(fed_again))
 
     def resume_tracking(self, previous: tuple[np.ndarray, FrameMaps] | None,
                         reference: tuple[np.ndarray, FrameMaps] | None = None) -> None:
@@ -221,34 +237,70 @@ class FaceAnythingBackend:
             self._state = state_from_maps(to_gray(image, size), maps)
 
     def lose_track(self) -> None:
-        """The next frame taken from the stream starts without history (the frame before it was
-        unreadable, as a resumed capture would see it)."""
-        self._lost_at.add(self._received)
+        """The frame at the next position is unreadable: the stream moves past it (it keeps its
+        place in its window) and the frame after it starts without history, as in a capture
+        resumed right after it."""
+        self._position += 1
+        self._lost_at.add(self._position)
 
     def predict_frames(self, images: Iterable[np.ndarray], intrinsics: np.ndarray | None) -> Iterator[FrameMaps]:
         """One FrameMaps per (H, W, 3) uint8 RGB image, in order, streamed window by window.
-        ``intrinsics``: (3, 3) for every frame, or None to solve them from the predicted rays."""
+        ``intrinsics``: (3, 3) for every frame, or None to solve them from the predicted rays.
+        The images are at capture positions from 0 on (or from where `continue_windows` said),
+        `lose_track` passing over an unreadable one."""
         given = _check_intrinsics(intrinsics)
-        buffer: list[np.ndarray] = []
-        done = 0  # frames at the start of the buffer already emitted by the previous window
-        previous: list[FramePrediction] = []
-        frame_shape = None
-        self._received, self._lost_at = 0, set()
-        for index, image in enumerate(images):
-            frame_shape = _check_image(image, index, frame_shape)
-            buffer.append(image)
-            self._received = index + 1
-            if len(buffer) == self.window:
-                previous = yield from self._run_window(buffer, done, given, previous, index + 1 - len(buffer))
-                buffer = buffer[len(buffer) - self.overlap :] if self.overlap else []
-                done = len(buffer)
-        if len(buffer) > done:
-            yield from self._run_window(buffer, done, given, previous, self._received - len(buffer))
+        (start, fed_again), self._start = self._start, (0, [])
+        self._position, self._lost_at = start + len(fed_again), set()
+        emit_from = self._position
+        # The maps as stored of the positions the next window overlaps (None: no face).
+        stored = {start + i: (maps if maps.has_face else None) for i, (_, maps) in enumerate(fed_again)}
+        fed = [(start + i, image) for i, (image, _) in enumerate(fed_again) if image is not None]
+        step = self.window - self.overlap
+        for window_start, entries in self._grid_windows(images, start, fed):
+            positions = [position for position, _ in entries]
+            if positions[-1] >= emit_from:
+                images_now = [image for _, image in entries]
+                emitted = self._run_window(images_now, given, positions, emit_from, stored)
+                for position, maps in zip([p for p in positions if p >= emit_from], emitted):
+                    if position >= window_start + step:
+                        stored[position] = _as_stored(maps)
+                    yield maps
+            emit_from = max(emit_from, window_start + self.window)
+            stored = {position: maps for position, maps in stored.items() if position >= window_start + step}
+
+    def _grid_windows(self, images: Iterable[np.ndarray], start: int, fed: list[tuple[int, np.ndarray]]
+                      ) -> Iterator[tuple[int, list[tuple[int, np.ndarray]]]]:
+        """(first position, its (position, image) pairs) of each window of the grid from the one
+        at ``start`` on, as soon as all its positions have passed; windows without an image are
+        left out. ``fed``: the pairs fed again at the start."""
+        step, shape = self.window - self.overlap, None
+        window_start, entries = start, list(fed)
+        for position, image in fed:
+            shape = _check_image(image, position, shape)
+
+        def passed(position: int) -> Iterator[tuple[int, list[tuple[int, np.ndarray]]]]:
+            """The windows that end at or before ``position``."""
+            nonlocal window_start, entries
+            while window_start + self.window <= position:
+                if entries:
+                    yield window_start, entries
+                window_start += step
+                entries = [entry for entry in entries if entry[0] >= window_start]
+
+        for image in images:
+            yield from passed(self._position)  # windows whose last positions were unreadable
+            shape = _check_image(image, self._position, shape)
+            entries.append((self._position, image))
+            self._position += 1
+            yield from passed(self._position)
+        yield from passed(self._position)
+        if entries:
+            yield window_start, entries
 
     def predict(self, image_rgb: np.ndarray, intrinsics: np.ndarray | None) -> FrameMaps:
         """One frame on its own (as in ``mode="single"``, without the appearance stage)."""
         _check_image(image_rgb, 0, None)
-        return next(self._run_window([image_rgb], 0, _check_intrinsics(intrinsics), []))
+        return next(self._run_window([image_rgb], _check_intrinsics(intrinsics)))
 
     def close(self) -> None:
         self.network = None
@@ -265,10 +317,12 @@ class FaceAnythingBackend:
             outputs = self.network(batch, self.autocast_dtype)
         return {key: value[0].float().cpu().numpy() for key, value in outputs.items()}
 
-    def _run_window(self, images, done, given, previous, first: int | None = None) -> Iterator[FrameMaps]:
-        """Emit the window's frames from index ``done`` on; returns its predictions of the
-        frames the next window will overlap. ``first``: the stream index of ``images[0]`` in a
-        sequence (the appearance stage runs), None for frames on their own."""
+    def _run_window(self, images, given, positions: list[int] | None = None, emit_from: int = 0,
+                    stored: dict[int, FrameMaps | None] | None = None) -> Iterator[FrameMaps]:
+        """Predict frames that attend to each other and emit those at positions from ``emit_from``
+        on. ``positions``: the images' capture positions in a sequence (the appearance stage runs;
+        the frames before ``emit_from`` tie the depth scale to ``stored``, their maps as stored),
+        None for frames on their own."""
         raw = self.infer(images)
         height, width = images[0].shape[:2]
         predictions = [frame_prediction(raw, i, (width, height), given) for i in range(len(images))]
@@ -277,20 +331,25 @@ class FaceAnythingBackend:
             self.alignment.save(self._alignment_path, self.weights_sha256)
         for prediction in predictions:
             self._finish_canonical(prediction)
-        scale = self._window_scale(predictions, previous[-done:] if done else [])
+        sequence = positions is not None
+        positions = positions if sequence else list(range(len(images)))
+        overlapped = [(stored[position], prediction)
+                      for position, prediction in zip(positions, predictions) if position < emit_from]
+        scale = self._window_scale(predictions, overlapped)
         for prediction in predictions:
             prediction.depth = prediction.depth * np.float32(scale)
-        for i in range(done, len(images)):
-            if first is None or self._fusion is None:
-                yield self._frame_maps(predictions[i], (width, height))
+        for image, position, prediction in zip(images, positions, predictions):
+            if position < emit_from:
+                continue
+            if not sequence or self._fusion is None:
+                yield self._frame_maps(prediction, (width, height))
             else:
-                yield self._refined_frame_maps(images[i], predictions[i], first + i)
-        return predictions[len(predictions) - self.overlap :] if self.overlap else []
+                yield self._refined_frame_maps(image, prediction, position)
 
-    def _refined_frame_maps(self, image: np.ndarray, prediction: FramePrediction, stream_index: int) -> FrameMaps:
+    def _refined_frame_maps(self, image: np.ndarray, prediction: FramePrediction, position: int) -> FrameMaps:
         """The frame's maps with its canonical map refined by the appearance stage; keeps the
         state for the next frame."""
-        if stream_index in self._lost_at:
+        if position in self._lost_at:
             self._state = None
         height, width = prediction.depth.shape
         gray = to_gray(image, (width, height))
@@ -319,13 +378,19 @@ class FaceAnythingBackend:
         low, high = self._canonical_bounds
         return np.all((canonical >= low) & (canonical <= high), axis=-1)
 
-    def _window_scale(self, predictions: list[FramePrediction], overlapped: list[FramePrediction]) -> float:
-        """The factor taking the window's depth to the output units (see module docstring)."""
+    def _window_scale(self, predictions: list[FramePrediction],
+                      overlapped: list[tuple[FrameMaps | None, FramePrediction]]) -> float:
+        """The factor taking the window's depth to the output units (see module docstring).
+        ``overlapped``: (maps as stored, or None without a face; this window's prediction) of the
+        frames earlier windows emitted."""
         ratios = []
-        for earlier, now in zip(overlapped, predictions):
-            both = earlier.mask & now.mask
+        for earlier, now in overlapped:
+            if earlier is None:
+                continue
+            sample = sampler_at_map_pixels(earlier, now.depth.shape[::-1])
+            both = face_pixels(sample, earlier.mask) & now.mask
             if np.count_nonzero(both) >= _MIN_SCALE_PIXELS:
-                ratios.append(earlier.depth[both] / now.depth[both])
+                ratios.append(sample(earlier.depth)[both] / now.depth[both])
         if ratios:
             return float(np.median(np.concatenate(ratios)))
         if self.alignment is None:
@@ -535,6 +600,12 @@ def _check_image(image: np.ndarray, index: int, shape: tuple | None) -> tuple:
             "All frames of a clip must have the same size; split the clip or resize the frames.",
         )
     return image.shape
+
+
+def _as_stored(maps: FrameMaps) -> FrameMaps | None:
+    """The maps with their depth as the capture folder gives it back (what a window's depth tie
+    compares); None without a face."""
+    return dataclasses.replace(maps, depth=stored_depth(maps.depth, maps.mask)) if maps.has_face else None
 
 
 def _unit_confidence(confidence: np.ndarray) -> np.ndarray:
