@@ -88,6 +88,7 @@ class TrackScores:
     jitter: float
     jitter_of_error: float
     error_3d_mm: float | None
+    error_3d_shape_mm: float | None = None  # after a similarity alignment (metrics.aligned_point_errors)
 
 
 @dataclass
@@ -275,10 +276,12 @@ def score_tracks(tracks: Tracks, truth_pixels: np.ndarray, truth_positions: np.n
     later[0] = False
     per_frame = np.array([metrics.mean_valid(errors[t], compared[t]) for t in range(len(errors))])
     chosen = errors[later]
-    error_3d = None
+    error_3d = error_3d_shape = None
     if tracks.positions is not None and np.isfinite(tracks.positions).any():
         aligned = metrics.aligned_point_errors(tracks.positions, truth_positions, compared)
         error_3d = metrics.mean_valid(aligned, compared) * 1000.0
+        shaped = metrics.aligned_point_errors(tracks.positions, truth_positions, compared, scale=True)
+        error_3d_shape = metrics.mean_valid(shaped, compared) * 1000.0
     seen_later = visible.copy()
     seen_later[0] = False
     return TrackScores(
@@ -291,6 +294,7 @@ def score_tracks(tracks: Tracks, truth_pixels: np.ndarray, truth_positions: np.n
         jitter=metrics.jitter(tracks.pixels, compared),
         jitter_of_error=metrics.jitter(tracks.pixels - truth_pixels, compared),
         error_3d_mm=error_3d,
+        error_3d_shape_mm=error_3d_shape,
     )
 
 

@@ -77,6 +77,7 @@ _TRACK_METRICS = (
     ("jitter (px/frame²)", lambda s: s.jitter),
     ("jitter of the error track (px/frame²)", lambda s: s.jitter_of_error),
     ("3D seed error, rigid alignment (mm)", lambda s: s.error_3d_mm),
+    ("3D seed error, similarity alignment: the shape alone (mm)", lambda s: s.error_3d_shape_mm),
 )
 
 

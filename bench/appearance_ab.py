@@ -14,7 +14,8 @@ frame-0 place on the face's skin (the same place in both: the stage starts from 
 first landmarks). Columns: 2D end-point error mean and median (px), jitter of the tracks
 (px/frame^2; the true motion's own acceleration is in it, so on fast motion every method shows
 about the same) and of their error (the track minus the truth: the jitter a method adds),
-survival, 3D error of the points after rigid alignment (mm), mean per-vertex 3D error of the
+survival, 3D error of the points after rigid alignment and after a similarity alignment (mm: the
+face's shape alone, its size and distance aligned away), mean per-vertex 3D error of the
 reconstructed mesh (mm) and capture / reconstruction time per frame (ms).
 ``--real`` adds jitter on real clips (GRID, the sample; real motion included): of the landmarks,
 raw and refined, and of seeds on the face (``real_clip_jitter``).
@@ -107,7 +108,7 @@ def evaluate(rendered: RenderedSequence, source: Path, workdir: Path, seed_point
 
 def _row(label: str, score, mesh_mm: float, capture_ms: float, reconstruct_ms: float) -> tuple:
     return (label, score.epe_mean, score.epe_median, score.jitter, score.jitter_of_error, score.survival,
-            score.error_3d_mm, mesh_mm, capture_ms, reconstruct_ms)
+            score.error_3d_mm, score.error_3d_shape_mm, mesh_mm, capture_ms, reconstruct_ms)
 
 
 def _landmark_rows(rendered: RenderedSequence, landmark_tracks: dict, threshold_px: float) -> list:
@@ -162,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings(frame_count=args.frames, image_size=args.size)
     print("| clip | input | method | EPE mean | EPE median | jitter | jitter of error | survival | 3D pts mm "
-          "| 3D mesh mm | capture ms/f | reconstruct ms/f |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| 3D pts mm, scale aligned | 3D mesh mm | capture ms/f | reconstruct ms/f |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for clip in args.clips:
         style, seed = clip.rsplit("-", 1)
         rendered, _ = rendered_sequence(style, int(seed), settings)

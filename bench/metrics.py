@@ -19,7 +19,9 @@ how far the true point moved since the previous frame (pixels).
 
 3D (`aligned_point_errors`): on each frame the predicted points are rigidly aligned (rotation
 and translation, no scale; Kabsch) to the true ones over the valid points, then the distance of
-each point is taken.
+each point is taken. With ``scale=True`` the alignment also scales (Umeyama): what is left is the
+error of the face's shape, without the error of its size and distance, which one view of a face
+of unknown size cannot tell apart.
 
 Jitter (`acceleration`, `jitter`): the frame-to-frame acceleration of a track is
 |p[t+1] - 2 p[t] + p[t-1]| (pixels per frame squared); jitter is its mean over every frame
@@ -121,21 +123,25 @@ def errors_by_motion(errors: np.ndarray, true_tracks: np.ndarray, valid: np.ndar
     return rows
 
 
-def rigid_align(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation R and translation t minimising sum |R source_i + t - target_i|^2 (Kabsch, no reflection)."""
+def rigid_align(source: np.ndarray, target: np.ndarray, scale: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation R (times a scale s when `scale`) and translation t minimising
+    sum |s R source_i + t - target_i|^2 (Kabsch / Umeyama, no reflection)."""
     source = np.asarray(source, np.float64)
     target = np.asarray(target, np.float64)
     source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
     covariance = (target - target_mean).T @ (source - source_mean)
-    u, _, vt = np.linalg.svd(covariance)
+    u, singular, vt = np.linalg.svd(covariance)
     sign = np.sign(np.linalg.det(u @ vt)) or 1.0
     rotation = u @ np.diag([1.0, 1.0, sign]) @ vt
+    if scale:
+        spread = ((source - source_mean) ** 2).sum()
+        rotation = rotation * ((singular * [1.0, 1.0, sign]).sum() / spread if spread > 0 else 1.0)
     return rotation, target_mean - rotation @ source_mean
 
 
-def aligned_point_errors(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(T, N) distances (metres) after a per-frame rigid alignment over the valid points; NaN
-    where not valid or where a frame has fewer than 3 valid points."""
+def aligned_point_errors(predicted: np.ndarray, truth: np.ndarray, valid: np.ndarray, scale: bool = False) -> np.ndarray:
+    """(T, N) distances (metres) after a per-frame rigid (with `scale`: similarity) alignment over
+    the valid points; NaN where not valid or where a frame has fewer than 3 valid points."""
     predicted = np.asarray(predicted, np.float64)
     truth = np.asarray(truth, np.float64)
     valid = np.asarray(valid, bool) & np.isfinite(predicted).all(axis=-1)
@@ -144,7 +150,7 @@ def aligned_point_errors(predicted: np.ndarray, truth: np.ndarray, valid: np.nda
         chosen = valid[frame]
         if chosen.sum() < 3:
             continue
-        rotation, translation = rigid_align(predicted[frame, chosen], truth[frame, chosen])
+        rotation, translation = rigid_align(predicted[frame, chosen], truth[frame, chosen], scale)
         moved = predicted[frame, chosen] @ rotation.T + translation
         errors[frame, chosen] = np.linalg.norm(moved - truth[frame, chosen], axis=1)
     return errors

@@ -111,6 +111,23 @@ def test_aligned_point_errors_ignore_rigid_motion_but_not_scale():
     assert np.allclose(errors[1], 0.1 * np.sqrt(3))  # best rigid fit of a scaled copy is the identity
 
 
+def test_a_similarity_alignment_also_removes_size_but_not_shape():
+    tetrahedron = np.array([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]])
+    rng = np.random.default_rng(3)
+    rotation = _random_rotation(rng)
+    scaled = 1.08 * tetrahedron @ rotation.T + [0.3, 0.2, 1.0]  # 8 % too large, turned and moved
+    bent = tetrahedron.copy()
+    bent[0] *= 1.2  # one corner out of place: a shape error
+    truth = np.stack([tetrahedron, tetrahedron])
+    valid = np.ones((2, 4), bool)
+    shape_errors = metrics.aligned_point_errors(np.stack([scaled, bent]), truth, valid, scale=True)
+    assert np.allclose(shape_errors[0], 0.0, atol=1e-9)
+    assert shape_errors[1].max() > 0.1
+    assert metrics.aligned_point_errors(np.stack([scaled, bent]), truth, valid)[0].max() > 0.1
+    matrix, _ = metrics.rigid_align(tetrahedron, scaled, scale=True)
+    assert np.allclose(matrix, 1.08 * rotation, atol=1e-9)
+
+
 def test_aligned_point_errors_skip_invalid_points_and_frames_with_too_few():
     truth = np.zeros((2, 4, 3))
     truth[:, :, 0] = np.arange(4)
