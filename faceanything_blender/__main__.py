@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import time
 import traceback
@@ -116,11 +117,16 @@ class OutputGuard:
 
 
 def follow_capture(addon, settings) -> None:
-    """Pump the capture timer until the job ends, printing progress; Ctrl-C cancels and keeps frames."""
+    """Pump the capture timer until the job ends, printing progress; Ctrl-C cancels and keeps frames.
+
+    Ctrl-C only sets a flag that the loop reads: a KeyboardInterrupt raised inside Python that
+    Blender's C code called (a timer, a property update) would be printed and swallowed there."""
     last_line, last_print = "", 0.0
     cancel_deadline = None
-    while True:
-        try:
+    interrupted = []
+    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+    try:
+        while True:
             if addon.capture_job.pump_capture() is None:
                 return
             line = addon.ui.progress_text(settings)
@@ -129,15 +135,16 @@ def follow_capture(addon, settings) -> None:
             if line != last_line and (new_stage or now - last_print >= PRINT_INTERVAL_S):
                 print(line, flush=True)
                 last_line, last_print = line, now
+            if interrupted and cancel_deadline is None:
+                print("cancelling (finished frames are kept)...", flush=True)
+                addon.capture_job.cancel_capture()
+                cancel_deadline = time.monotonic() + CANCEL_WAIT_S
             if cancel_deadline is not None and now > cancel_deadline:
                 addon.capture_job.abort_capture()
                 return
             time.sleep(PUMP_INTERVAL_S)
-        except KeyboardInterrupt:
-            if cancel_deadline is None:
-                print("cancelling (finished frames are kept)...", flush=True)
-                addon.capture_job.cancel_capture()
-                cancel_deadline = time.monotonic() + CANCEL_WAIT_S
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
 
 
 def run_capture(args: argparse.Namespace) -> int:
