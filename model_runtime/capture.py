@@ -91,11 +91,7 @@ def run_capture(
 
 
 def count_frames_with_face(folder: CaptureFolder) -> int:
-    count = 0
-    for index in folder.finished_indices():
-        with np.load(folder.path / FRAMES_DIR / f"{index:06d}.npz") as data:
-            count += bool(data["has_face"])
-    return count
+    return sum(_stored_face(folder, index) for index in folder.finished_indices())
 
 
 def _remove_damaged_frames(folder: CaptureFolder, warn: WarningCallback | None) -> None:
@@ -294,8 +290,7 @@ def _decoded(source: FrameSource, indices: list[int], capture_indices: range) ->
     """The images of a run of captured frames, decoded again (None where unreadable)."""
     if not capture_indices:
         return []
-    step = indices[1] - indices[0] if len(indices) > 1 else 1
-    frames = source.frames(indices[capture_indices[0]], indices[capture_indices[-1]] + 1, step)
+    frames = source.frames(indices[capture_indices[0]], indices[capture_indices[-1]] + 1, _source_step(indices))
     return [frame.image for frame in frames]
 
 
@@ -319,8 +314,13 @@ def _resume_tracking(backend, source: FrameSource, folder: CaptureFolder, indice
 
 def _stored_face(folder: CaptureFolder, capture_index: int) -> bool:
     """Whether the stored frame has a face (its maps are not read)."""
-    with np.load(folder.path / FRAMES_DIR / f"{capture_index:06d}.npz") as data:
+    with np.load(frame_path(folder.path, capture_index)) as data:
         return bool(data["has_face"])
+
+
+def _source_step(indices: list[int]) -> int:
+    """The step between the captured frames' source indices."""
+    return indices[1] - indices[0] if len(indices) > 1 else 1
 
 
 def _unreadable_frame(source: FrameSource, intrinsics: np.ndarray | None) -> FrameMaps:
@@ -332,7 +332,7 @@ def _unreadable_frame(source: FrameSource, intrinsics: np.ndarray | None) -> Fra
 
 def _source_frames(source, indices, todo, index_of) -> Iterable[Frame]:
     """The source frames whose capture index is still to compute, in order."""
-    step = indices[1] - indices[0] if len(indices) > 1 else 1
+    step = _source_step(indices)
     first_missing = indices[min(todo)]
     for frame in source.frames(first_missing, indices[-1] + 1, step):
         if index_of.get(frame.index) in todo:

@@ -109,14 +109,12 @@ def parse_frames(text, option: str = "frames") -> tuple[int | None, int | None, 
     return first, last, step
 
 
-def _check_frames(value) -> str:
-    parse_frames(value)
-    return str(value).replace(" ", "")
+def _check_frame_range(option: str):
+    def check(value) -> str:
+        parse_frames(value, option)
+        return str(value).replace(" ", "")
 
-
-def _check_rest_frames(value) -> str:
-    parse_frames(value, "rest_frames")
-    return str(value).replace(" ", "")
+    return check
 
 
 _FOCAL = re.compile(
@@ -275,7 +273,7 @@ def _point_error(value) -> UserError:
 OPTIONS: tuple[Option, ...] = (
     Option("frames", CAPTURE, TEXT, None,
            "frames to capture, FIRST:LAST or FIRST:LAST:STEP in the footage's own frame numbers, both included "
-           "(default: all)", metavar="FIRST:LAST[:STEP]", check=_check_frames),
+           "(default: all)", metavar="FIRST:LAST[:STEP]", check=_check_frame_range("frames")),
     Option("focal", CAPTURE, TEXT, None,
            "focal length: 1200px, 35mm (35 mm equivalent) or 35mm/23.5 (sensor width in mm); empty: unknown "
            "(the network solves it; landmarks assume a 50 degree horizontal view)", metavar="FOCAL",
@@ -322,7 +320,7 @@ OPTIONS: tuple[Option, ...] = (
            "footage frames FIRST:LAST where the face is at rest (relaxed, mouth closed, eyes open) while the head "
            "turns left, right, up and down, e.g. the first seconds of a take: the ARKit expression curves take "
            "their neutral there and learn how the capture bends this face as the head turns (default: the "
-           "neutral is estimated from the whole clip)", metavar="FIRST:LAST", check=_check_rest_frames),
+           "neutral is estimated from the whole clip)", metavar="FIRST:LAST", check=_check_frame_range("rest_frames")),
     Option("radius", RECONSTRUCT, NUMBER, 0.002,
            "a vertex counts as seen where the frame's canonical map passes this close to it; larger values fill "
            "fewer vertices at some cost in accuracy", unit="canonical units (metres)", panel=False,

@@ -246,7 +246,12 @@ def _rest_frames(frames, count: int) -> np.ndarray | None:
     frames = np.unique(np.asarray(frames, int))
     if len(frames) < MIN_REST_FRAMES or frames[0] < 0 or frames[-1] >= count:
         raise ValueError(f"the rest frames must be at least {MIN_REST_FRAMES} frames of the clip (0..{count - 1})")
-    return frames[np.unique(np.linspace(0, len(frames) - 1, min(len(frames), NEUTRAL_SAMPLE_FRAMES)).round().astype(int))]
+    return frames[_evenly_spaced(len(frames), NEUTRAL_SAMPLE_FRAMES)]
+
+
+def _evenly_spaced(count: int, limit: int) -> np.ndarray:
+    """Sorted indices of at most `limit` of `count` items, evenly spread, the first and last included."""
+    return np.unique(np.linspace(0, count - 1, min(count, limit)).round().astype(int))
 
 
 def pose_dependence(offsets: np.ndarray, terms: np.ndarray, iterations: int = 10):
@@ -382,10 +387,7 @@ def solve_sequence(vertices, head_pose: np.ndarray, canonical_vertices: np.ndarr
     at_rest = _rest_frames(solver.settings.rest_frames, count)
     angles = head_angles(head_pose)
     terms = pose_terms(angles)
-    if at_rest is None:
-        sample = np.unique(np.linspace(0, count - 1, min(count, NEUTRAL_SAMPLE_FRAMES)).round().astype(int))
-    else:
-        sample = at_rest
+    sample = _evenly_spaced(count, NEUTRAL_SAMPLE_FRAMES) if at_rest is None else at_rest
     kept_frames = sample if neutral_frame is None else np.union1d(sample, [neutral_frame])
     projected = np.empty((count, len(solver.columns)))
     eye_points = np.empty((count, len(EYE_POINTS), 3))

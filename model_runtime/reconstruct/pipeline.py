@@ -29,6 +29,7 @@ from ..capture_folder import CaptureFolder, try_lock, unwritable
 from ..contract import CANONICAL_SPACE_ID
 from ..errors import Cancelled, CaptureFolderError, UserError
 from ..expressions.curves import solve_capture
+from ..frame_numbers import select_frames
 from ..option_schema import parse_frames
 from ..reconstruction_format import (
     FRAME_FILLED,
@@ -102,9 +103,7 @@ def _rest_frames(capture: CaptureFolder, text: str | None) -> tuple[int, ...] | 
     if text is None:
         return None
     first, last, _ = parse_frames(text, "rest_frames")
-    numbers = capture.frame_numbers
-    return tuple(i for i, number in enumerate(numbers)
-                 if (first is None or number >= first) and (last is None or number <= last))
+    return tuple(select_frames(capture.frame_numbers, first, last, 1))
 
 
 def _reconstruct_into(folder, capture, frames, options, mesh, rigid, points, settings, progress, should_cancel) -> None:
