@@ -1,4 +1,4 @@
-"""The operators: capture, cancel, fill a frame-range option from the timeline, and set up or
+"""The operators: capture, cancel, fill a frame or frame-range option from the timeline, and set up or
 check the runtime. Each is a thin button over `capture_job` (the running capture) or
 `runtime_tasks` (set-up and health check)."""
 from __future__ import annotations
@@ -7,6 +7,7 @@ import bpy
 
 from . import capture_job, runtime_paths, runtime_tasks
 from .capture_request import CaptureError
+from .props import schema
 
 
 class FACEANYTHING_OT_capture(bpy.types.Operator):
@@ -76,8 +77,8 @@ class FACEANYTHING_OT_cancel(bpy.types.Operator):
 
 
 class FACEANYTHING_OT_frames_from_timeline(bpy.types.Operator):
-    """Fill this frame range from the timeline: its preview range when one is set, else the scene's
-    range (scene frame N shows footage frame N)"""
+    """Fill this from the timeline: a frame range takes the preview range when one is set, else the
+    scene's range; a frame takes the current frame (scene frame N shows footage frame N)"""
 
     bl_idname = "faceanything.frames_from_timeline"
     bl_label = "From Timeline"
@@ -87,12 +88,17 @@ class FACEANYTHING_OT_frames_from_timeline(bpy.types.Operator):
 
     def execute(self, context):
         scene = context.scene
+        label = self.option.replace("_", " ").capitalize()
+        if schema.BY_NAME[self.option].is_frame_number:
+            setattr(scene.faceanything, self.option, str(scene.frame_current))
+            self.report({"INFO"}, f"{label}: {scene.frame_current}")
+            return {"FINISHED"}
         if scene.use_preview_range:
             first, last = scene.frame_preview_start, scene.frame_preview_end
         else:
             first, last = scene.frame_start, scene.frame_end
         setattr(scene.faceanything, self.option, f"{first}:{last}")
-        self.report({"INFO"}, f"{self.option.replace('_', ' ').capitalize()}: {first} to {last}")
+        self.report({"INFO"}, f"{label}: {first} to {last}")
         return {"FINISHED"}
 
 

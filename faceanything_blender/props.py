@@ -76,21 +76,26 @@ class FACEANYTHING_PG_settings(bpy.types.PropertyGroup):
     capture_dir: StringProperty(subtype="DIR_PATH", options=NOT_ANIMATABLE)
 
 
+TEXT_FIELDS = (schema.TEXT, schema.TEXT_LIST, schema.NUMBER)
+"""Option kinds the panel shows as a text field, where empty means "not given"."""
+
+
 def panel_options() -> tuple:
     """The schema's options that the panel shows, in the schema's order."""
     return tuple(option for option in schema.OPTIONS if option.panel)
 
 
 def option_property(option):
-    """The Blender property of one schema option: an enum of its choices, a checkbox or a text field."""
+    """The Blender property of one schema option: an enum of its choices, a checkbox or a text field
+    (a number is text too, so that an empty field can mean "not given")."""
     common = {"name": option.label, "description": option.help_text()}
     if option.kind == schema.CHOICE:
         items = [(choice, choice.title(), "") for choice in option.choices]
         return EnumProperty(items=items, default=option.default, **common)
     if option.kind == schema.FLAG:
         return BoolProperty(default=option.default, **common)
-    if option.kind in (schema.TEXT, schema.TEXT_LIST):
-        return StringProperty(default="", **common)
+    if option.kind in TEXT_FIELDS:
+        return StringProperty(default="" if option.default in (None, []) else str(option.default), **common)
     raise TypeError(f"option {option.name} of kind {option.kind} has no panel property")
 
 
@@ -99,7 +104,7 @@ def panel_values(settings) -> dict:
     values = {}
     for option in panel_options():
         value = getattr(settings, option.name)
-        if option.kind in (schema.TEXT, schema.TEXT_LIST):
+        if option.kind in TEXT_FIELDS:
             value = value.strip() or None
         values[option.name] = value
     return values

@@ -111,7 +111,7 @@ def draw_options(layout, settings) -> None:
         for option in panel_options():
             if option.stage != stage:
                 continue
-            if option.is_frame_range:
+            if option.is_frame_range or option.is_frame_number:
                 row = box.row(align=True)
                 row.prop(settings, option.name)
                 row.operator("faceanything.frames_from_timeline", text="", icon="PREVIEW_RANGE").option = option.name

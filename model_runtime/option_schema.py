@@ -66,6 +66,11 @@ class Option:
         """A FIRST:LAST range of footage frame numbers (the panel offers to fill it from the timeline)."""
         return self.metavar.startswith("FIRST:LAST")
 
+    @property
+    def is_frame_number(self) -> bool:
+        """One footage frame number (the panel offers to fill it with the timeline's current frame)."""
+        return self.metavar == "FRAME"
+
     def help_text(self) -> str:
         """The help with its choices, unit and default, as both CLIs show it."""
         parts = [self.help]
@@ -202,10 +207,13 @@ def _check_positive(name: str) -> Callable[[Any], float]:
     return check
 
 
-def _check_frame_number(value) -> int:
-    if isinstance(value, bool) or not str(value).isdigit():
-        raise bad_option("frame", f"{value!r} is not a frame number", "Give a footage frame number, e.g. 1.")
-    return int(value)
+def _check_frame_number(option: str):
+    def check(value) -> int:
+        if isinstance(value, bool) or not str(value).strip().isdigit():
+            raise bad_option(option, f"{value!r} is not a frame number", "Give a footage frame number, e.g. 1.")
+        return int(str(value).strip())
+
+    return check
 
 
 # -- point requests ------------------------------------------------------------------------------
@@ -312,10 +320,10 @@ OPTIONS: tuple[Option, ...] = (
            "separated by spaces", metavar="POINT", check=_check_points),
     Option("reference_frame", RECONSTRUCT, NUMBER, None,
            "the footage frame the dense mesh is seeded on (default: the first frame with a face)",
-           metavar="FRAME", panel=False, check=_check_frame_number),
+           metavar="FRAME", panel=False, check=_check_frame_number("reference_frame")),
     Option("neutral_frame", RECONSTRUCT, NUMBER, None,
            "a footage frame with a neutral face, the rest pose of the ARKit expression curves (default: estimated "
-           "from the whole clip)", metavar="FRAME", panel=False, check=_check_frame_number),
+           "from the whole clip)", metavar="FRAME", check=_check_frame_number("neutral_frame")),
     Option("rest_frames", RECONSTRUCT, TEXT, None,
            "footage frames FIRST:LAST where the face is at rest (relaxed, mouth closed, eyes open) while the head "
            "turns left, right, up and down, e.g. the first seconds of a take: the ARKit expression curves take "
@@ -333,7 +341,7 @@ OPTIONS: tuple[Option, ...] = (
            panel=False),
     Option("mesh_file", EXPORT, TEXT, None, "write the mesh at --frame as .obj or .ply", metavar="FILE", panel=False),
     Option("frame", EXPORT, NUMBER, None, "the footage frame number of --mesh-file (default: the first captured frame)",
-           metavar="FRAME", panel=False, check=_check_frame_number),
+           metavar="FRAME", panel=False, check=_check_frame_number("frame")),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 

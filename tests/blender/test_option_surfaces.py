@@ -87,7 +87,9 @@ def test_frame_ranges_fill_from_the_timeline(addon, scene):
     buttons = [named for name, named in calls if name == "operator"
                and named["operator"] == "faceanything.frames_from_timeline"]
     ranges = [option.name for option in addon.props.panel_options() if option.is_frame_range]
-    assert set(ranges) == {"frames", "rest_frames"} and len(buttons) == len(ranges)
+    frames = [option.name for option in addon.props.panel_options() if option.is_frame_number]
+    assert set(ranges) == {"frames", "rest_frames"} and frames == ["neutral_frame"]
+    assert len(buttons) == len(ranges) + len(frames)
     scene.frame_start, scene.frame_end, scene.use_preview_range = 1, 120, False
     assert bpy.ops.faceanything.frames_from_timeline(option="rest_frames") == {"FINISHED"}
     scene.use_preview_range = True
@@ -96,3 +98,22 @@ def test_frame_ranges_fill_from_the_timeline(addon, scene):
     assert settings.rest_frames == "1:120" and settings.frames == "5:48"
     options = addon.capture_request.option_values(settings, addon.runtime_paths.get_preferences())
     assert options["rest_frames"] == "1:120" and options["frames"] == "5:48"
+
+
+def test_the_neutral_frame_takes_the_current_frame_and_is_checked(addon, scene):
+    """The neutral frame is a text field (empty: estimated from the clip) with a button that writes
+    the timeline's current frame; the request gets it as a number, and a bad one names the option."""
+    settings = scene.faceanything
+    options = addon.capture_request.option_values(settings, addon.runtime_paths.get_preferences())
+    assert settings.neutral_frame == "" and options["neutral_frame"] is None
+    scene.frame_set(37)
+    assert bpy.ops.faceanything.frames_from_timeline(option="neutral_frame") == {"FINISHED"}
+    options = addon.capture_request.option_values(settings, addon.runtime_paths.get_preferences())
+    assert settings.neutral_frame == "37" and options["neutral_frame"] == 37
+    settings.neutral_frame = "3a"
+    try:
+        addon.capture_request.option_values(settings, addon.runtime_paths.get_preferences())
+    except addon.capture_request.CaptureError as error:
+        assert "neutral_frame" in str(error) and "3a" in str(error)
+    else:
+        raise AssertionError("a bad neutral frame was accepted")
