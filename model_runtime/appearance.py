@@ -15,8 +15,9 @@ face crop at a fixed resolution (so the cost does not follow the frame size):
    (``raster.py``: each pixel of the current crop gets the reference pixel that the mesh maps
    onto it; the z-buffer keeps the surface in front), so the patch around landmark i shows the
    reference's skin as it would look at the landmark's predicted place, pose and expression
-   included. Flow from that warped reference to the current crop then measures, at each
-   landmark, how far the prediction is from where the skin really is; a forward-backward check
+   included. Flow from that warped reference to the current crop (at the crop's full
+   resolution, ``ALIGNMENT_FLOW_SETTINGS``) then measures, at each landmark, how far the
+   prediction is from where the skin really is; a forward-backward check
    keeps the trustworthy corrections. This anchors every point to the reference frame, so
    tracks do not drift however long the clip. A small correction may be the match's own noise
    and is taken a share ``REFERENCE_GAIN`` per frame (steady tracks); of one larger than
@@ -68,6 +69,7 @@ Pure numpy and OpenCV; no bpy.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -80,6 +82,12 @@ from model_runtime.template import load_template
 
 FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 """DIS flow preset: MEDIUM halves FAST's error on fast motion (1.1 vs 1.25 px a step on a 45 degree turn)."""
+ALIGNMENT_FLOW_SETTINGS = {"FinestScale": 0}
+"""Changes to ``FLOW_PRESET`` for the reference alignment's flow: MEDIUM stops at half the crop's
+resolution, which smooths each point's correction into its neighbours'; at full resolution the
+tracks are closer to the skin on every clip and input of the appearance bench (EPE -3 to -12 %,
+bench/appearance.md) for about 3.5 times the flow's cost (capture about 1.4x slower). The
+chained flow gains nothing from it (same bench), so it stays at MEDIUM."""
 CROP_SIZE = 320
 """Side of the square face crop (pixels) the flow runs on, whatever the frame size."""
 CROP_MARGIN = 0.15
@@ -192,7 +200,10 @@ class AppearanceTracker:
         self.triangles = np.asarray(triangles, np.int64)
         self.loose = loose_points(self.triangles)
         self.crop_size = crop_size
-        self._flow = cv2.DISOpticalFlow_create(int(FLOW_PRESET))
+        self._chain_flow = cv2.DISOpticalFlow_create(int(FLOW_PRESET))
+        self._alignment_flow = cv2.DISOpticalFlow_create(int(FLOW_PRESET))
+        for name, value in ALIGNMENT_FLOW_SETTINGS.items():
+            getattr(self._alignment_flow, "set" + name)(value)
         self._previous: _View | None = None
         self._reference: _View | None = None
 
@@ -256,7 +267,7 @@ class AppearanceTracker:
         else:
             carried, before = start, crop.cut(previous.gray)
         flat_now = _flatten_shading(now)
-        moved, flow_error, _ = self._follow(_flatten_shading(before), flat_now, carried)
+        moved, flow_error, _ = _follow(self._chain_flow, _flatten_shading(before), flat_now, carried)
         flow_ok = flow_error <= FORWARD_BACKWARD_PX
         moved[~flow_ok] = carried[~flow_ok]
         if guess is not None:
@@ -340,24 +351,11 @@ class AppearanceTracker:
         ``MAX_CORRECTION_PX``), and whether the reference is textured there and how well its
         window correlates with the match's (``_match_correlation``)."""
         warped = self._warp_reference(self._reference, crop, points, depth)
-        aligned, alignment_error, forward = self._follow(_flatten_shading(warped), flat_now, points)
+        aligned, alignment_error, forward = _follow(self._alignment_flow, _flatten_shading(warped), flat_now, points)
         trust = np.clip(1.0 - alignment_error / REFERENCE_FORWARD_BACKWARD_PX, 0.0, 1.0)
         trust[np.linalg.norm(aligned - points, axis=1) > MAX_CORRECTION_PX] = 0.0
         textured, correlation = _match_correlation(warped, _pull_back(now, forward), points)
         return aligned, trust, textured, correlation
-
-    def _follow(self, source: np.ndarray, target: np.ndarray, points: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``points`` of ``source`` carried into ``target`` (both shading-flattened) by dense flow,
-        how far the backward flow misses them (crop pixels; infinite when carried out of the
-        crop) and the forward flow."""
-        forward = self._flow.calc(source, target, None)
-        backward = self._flow.calc(target, source, None)
-        moved = points + _sample(forward, points)
-        returned = moved + _sample(backward, moved)
-        size = source.shape[0]
-        inside = ((moved >= 0) & (moved <= size - 1)).all(axis=1)
-        return moved, np.where(inside, np.linalg.norm(returned - points, axis=1), np.inf), forward
 
     def _warp_reference(self, reference: _View, crop: "_Crop", points: np.ndarray, depth: np.ndarray | None
                         ) -> np.ndarray:
@@ -368,10 +366,24 @@ class AppearanceTracker:
         depth = np.ones(len(points)) if depth is None else np.asarray(depth, np.float64)
         raster = rasterize(points, depth, self.triangles, (0, 0, size, size), attributes=reference.points)
         affine = _fit_affine(points, reference.points).astype(np.float32)
-        grid = np.mgrid[0:size, 0:size][::-1].transpose(1, 2, 0).astype(np.float32)
-        source = np.where(raster.mask[..., None], raster.attributes, grid @ affine[:, :2].T + affine[:, 2])
+        outside_mesh = _pixel_grid(size, size) @ affine[:, :2].T + affine[:, 2]
+        source = np.where(raster.mask[..., None], raster.attributes, outside_mesh)
         return cv2.remap(reference.gray, source[..., 0], source[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _follow(flow, source: np.ndarray, target: np.ndarray, points: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``points`` of ``source`` carried into ``target`` (both shading-flattened) by dense flow,
+    how far the backward flow misses them (crop pixels; infinite when carried out of the
+    crop) and the forward flow."""
+    forward = flow.calc(source, target, None)
+    backward = flow.calc(target, source, None)
+    moved = points + _sample(forward, points)
+    returned = moved + _sample(backward, moved)
+    size = source.shape[0]
+    inside = ((moved >= 0) & (moved <= size - 1)).all(axis=1)
+    return moved, np.where(inside, np.linalg.norm(returned - points, axis=1), np.inf), forward
 
 
 def _fit_affine(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -434,9 +446,16 @@ def _flatten_shading(gray: np.ndarray) -> np.ndarray:
 def _pull_back(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """``image`` drawn where ``flow`` (from another image to it) comes from: each pixel shows
     what the flow says it became, so a point is compared with its match, not its guess."""
-    size = flow.shape[0]
-    grid = np.mgrid[0:size, 0:flow.shape[1]][::-1].transpose(1, 2, 0).astype(np.float32)
-    return cv2.remap(image, grid + flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    source = _pixel_grid(*flow.shape[:2]) + flow
+    return cv2.remap(image, source, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(height: int, width: int) -> np.ndarray:
+    """(height, width, 2) float32: each pixel's own (x, y); read-only, shared between calls."""
+    grid = np.mgrid[0:height, 0:width][::-1].transpose(1, 2, 0).astype(np.float32)
+    grid.flags.writeable = False
+    return grid
 
 
 def _match_correlation(expected: np.ndarray, seen: np.ndarray, points: np.ndarray

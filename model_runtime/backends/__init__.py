@@ -48,9 +48,9 @@ _REGISTRY = {
     "mediapipe": _Entry(
         "model_runtime.backends.mediapipe_dense",
         "MediaPipeDenseBackend",
-        "MediaPipe Face Mesh made dense (CPU, real time): 478 landmarks, head pose by PnP, "
+        "MediaPipe Face Mesh made dense (CPU): 478 landmarks, head pose by PnP, "
         "depth and canonical maps rasterised from the landmark mesh",
-        version="5",
+        version="6",
     ),
     "faceanything": _Entry(
         "model_runtime.backends.faceanything",
