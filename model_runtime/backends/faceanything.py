@@ -263,7 +263,7 @@ class FaceAnythingBackend:
                 emitted = self._run_window(images_now, given, positions, emit_from, stored)
                 for position, maps in zip([p for p in positions if p >= emit_from], emitted):
                     if position >= window_start + step:
-                        stored[position] = _as_stored(maps)
+                        stored[position] = _maps_as_stored(maps)
                     yield maps
             emit_from = max(emit_from, window_start + self.window)
             stored = {position: maps for position, maps in stored.items() if position >= window_start + step}
@@ -602,7 +602,7 @@ def _check_image(image: np.ndarray, index: int, shape: tuple | None) -> tuple:
     return image.shape
 
 
-def _as_stored(maps: FrameMaps) -> FrameMaps | None:
+def _maps_as_stored(maps: FrameMaps) -> FrameMaps | None:
     """The maps with their depth as the capture folder gives it back (what a window's depth tie
     compares); None without a face."""
     return dataclasses.replace(maps, depth=stored_depth(maps.depth, maps.mask)) if maps.has_face else None
