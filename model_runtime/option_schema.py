@@ -327,8 +327,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("rest_frames", RECONSTRUCT, TEXT, None,
            "footage frames FIRST:LAST where the face is at rest (relaxed, mouth closed, eyes open) while the head "
            "turns left, right, up and down, e.g. the first seconds of a take: the ARKit expression curves take "
-           "their neutral there and learn how the capture bends this face as the head turns (default: the "
-           "neutral is estimated from the whole clip)", metavar="FIRST:LAST", check=_check_frame_range("rest_frames")),
+           "their neutral there and learn how the capture bends this face as the head turns (default: both "
+           "are estimated from the whole clip)", metavar="FIRST:LAST", check=_check_frame_range("rest_frames")),
     Option("radius", RECONSTRUCT, NUMBER, 0.002,
            "a vertex counts as seen where the frame's canonical map passes this close to it; larger values fill "
            "fewer vertices at some cost in accuracy", unit="canonical units (metres)", panel=False,

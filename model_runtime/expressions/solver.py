@@ -4,12 +4,15 @@ The reconstruction's vertices are brought into the head's canonical frame (rigid
 removed with its head pose); what is left is identity plus expression. With the observed basis
 the capture's pose bias (how it bends a face at rest as the head turns, measured by
 bench/expression_basis.py, linear in `pose_terms`) is taken out too. That bias is an average
-face's; each face bends its own way (its directions differ, cosine 0.3-0.6), so where the user
-gives *rest frames* (a relaxed face while the head turns, e.g. the first seconds of a take) this
-face's own bend is measured there (`pose_dependence`, on yaw and pitch) and taken out of every
-frame. It cannot be measured from the performance itself: expressions that move with the head
-would be taken for it. A per-user neutral (one chosen frame, the median of the rest frames, or
-estimated from the clip, see `ExpressionSolver.estimate_neutral`) removes the identity; the
+face's; each face bends its own way (its directions differ, cosine 0.3-0.6), so this face's own
+bend is measured too (`pose_dependence`, on yaw and pitch) and taken out of every frame: on the
+*rest frames* where the user gives them (a relaxed face while the head turns, e.g. the first
+seconds of a take), otherwise on the whole clip, robustly (an expression held for a few frames
+is an outlier to the fit), where the head turns back and forth enough to tell the two apart
+(`swings_enough`). From the whole clip, an expression that moves with the head (brows raised at
+every look up) is partly taken for the bend; rest frames are exact. A per-user neutral (one
+chosen frame, the median of the rest frames, or estimated from the clip, see
+`ExpressionSolver.estimate_neutral`) removes the identity; the
 remaining offsets are fitted, all frames at once, against the expression basis carried onto the
 reconstruction's mesh (bench/expression_basis.py's offsets live on the template's 478 vertices; each mesh
 vertex takes them at its closest point on the template surface; by default the basis measured as
@@ -72,9 +75,18 @@ REST_SHARE, MIN_REST_FRAMES = 0.5, 3
 new vertices are midpoints of old ones, a dense mesh's run along its grid), which keeps the
 cost per frame flat in mesh density without losing any region of the face."""
 READ_FRAMES = 256
-REST_POSE_TERMS = 2
-"""The rest frames' pose dependence is fitted on yaw and pitch only (the first two `pose_terms`):
+BEND_POSE_TERMS = 2
+"""A face's own pose dependence is fitted on yaw and pitch only (the first two `pose_terms`):
 a few seconds of turning cannot pin down the squared terms."""
+QUARTILE_OF_NORMAL_DEVIATION = 0.3186
+"""The first quartile of |x| for x normal with unit deviation (``scipy.stats.norm.ppf(0.625)``)."""
+MIN_SWINGS, SWING_BAND_RAD = 3, np.radians(5.0)
+"""Without rest frames a face's own bend is measured on the whole clip only when its yaw or
+pitch crosses from one side of its median to the other (by more than the band) at least this
+many times: an expression can coincide with one swing of the head, not with all of them, so the
+robust fit tells it from the bend; a head that turns once while the face smiles cannot tell
+them apart (a smile held through the second half of a single 40 degree turn: measured from that
+clip, the bend took most of it, a mean error of 0.24 instead of 0.02; tests/test_expressions_solver.py)."""
 POSE_TERM_FLOOR_RAD = np.radians(3.0)
 """A pose term that spreads less than this over the rest frames is held by a ridge, not fitted to noise."""
 TUKEY_C = 4.685
@@ -254,19 +266,21 @@ def _evenly_spaced(count: int, limit: int) -> np.ndarray:
     return np.unique(np.linspace(0, count - 1, min(count, limit)).round().astype(int))
 
 
-def pose_dependence(offsets: np.ndarray, terms: np.ndarray, iterations: int = 10):
+def pose_dependence(offsets: np.ndarray, terms: np.ndarray, iterations: int = 5):
     """How `offsets` (N, P) vary with pose terms (N, K) about the terms' mean, fitted robustly
-    (iterated Tukey weights: a blink or a twitch in the rest frames does not count); a term
-    that barely varies is held near 0 by a ridge. Returns ``bend(terms (M, K), projection=None)
+    (iterated Tukey weights: a blink or a twitch in the rest frames, an expression in the clip,
+    does not count; 5 iterations gave the expression bench's figures of 10 at half the cost); a
+    term that barely varies is held near 0 by a ridge. Returns ``bend(terms (M, K), projection=None)
     -> (M, P)``, or ``(M, P) @ projection`` computed without the (M, P) array."""
     centre = terms.mean(axis=0)
     spread = np.maximum(terms.std(axis=0), POSE_TERM_FLOOR_RAD)
     design = np.column_stack([np.ones(len(terms)), (terms - centre) / spread])
     ridge = np.diag([0.0] + [0.05 * len(terms)] * terms.shape[1])
     weights = np.ones_like(offsets)
+    products = (design[:, :, None] * design[:, None, :]).reshape(len(design), -1)  # (N, (K+1)^2)
     for _ in range(iterations):
-        normal = np.einsum("np,ni,nj->pij", weights, design, design) + ridge
-        right = np.einsum("np,ni,np->pi", weights, design, offsets)
+        normal = (weights.T @ products).reshape(-1, *ridge.shape) + ridge
+        right = (weights * offsets).T @ design
         coefficients = np.linalg.solve(normal, right[..., None])[..., 0]
         residual = offsets - design @ coefficients.T
         scale = 1.4826 * np.median(np.abs(residual), axis=0) + 1e-12
@@ -277,6 +291,18 @@ def pose_dependence(offsets: np.ndarray, terms: np.ndarray, iterations: int = 10
         return (at - centre) @ (slopes if projection is None else slopes @ projection)
 
     return bend
+
+
+def swings_enough(terms: np.ndarray) -> bool:
+    """Whether any column of `terms` (N, K), in time order, crosses from one side of its median
+    to the other at least MIN_SWINGS times, counting only excursions beyond SWING_BAND_RAD."""
+    for angle in terms.T:
+        middle = np.median(angle)
+        side = np.sign(angle - middle) * (np.abs(angle - middle) > SWING_BAND_RAD)
+        side = side[side != 0]
+        if np.count_nonzero(np.diff(side)) >= MIN_SWINGS:
+            return True
+    return False
 
 
 def rigid_modes(points: np.ndarray) -> np.ndarray:
@@ -352,7 +378,14 @@ def lid_response(template_vertices: np.ndarray, template_basis: np.ndarray) -> n
 
 def lid_weights(change: np.ndarray, response: np.ndarray) -> np.ndarray:
     """(T, 4) LID_SHAPES weights from the eyes' relative aperture changes from rest (T, 2): a
-    narrower eye is a blink, a wider one eyeWide, each scaled by its shape's response."""
+    narrower eye is a blink, a wider one eyeWide, each scaled by its shape's response. A widening
+    counts only beyond the aperture's own spread over the clip (a standard deviation estimated from
+    the quarter of the frames closest to the median, so that lids busy in most frames do not
+    inflate it): the capture widens an eye by about a tenth at full eyeWide but its apertures
+    wander 5-10 % as the head turns, which read as eyeWide near 1 for seconds at a time (rendered
+    clips, bench/expressions/report.md)."""
+    spread = np.quantile(np.abs(change - np.median(change, axis=0)), 0.25, axis=0) / QUARTILE_OF_NORMAL_DEVIATION
+    change = np.where(change > 0, np.maximum(change - spread, 0.0), change)
     weights = np.empty((len(change), len(LID_SHAPES)))
     for k, name in enumerate(LID_SHAPES):
         weights[:, k] = change[:, 0 if name.endswith("Left") else 1] / response[k]
@@ -405,15 +438,15 @@ def solve_sequence(vertices, head_pose: np.ndarray, canonical_vertices: np.ndarr
         chosen = (kept_frames >= start) & (kept_frames < stop)
         kept_vertices[chosen] = fit[kept_frames[chosen] - start]
     apertures = eye_apertures(eye_points)
-    if at_rest is not None:
-        # How the capture bends this face as its head turns, measured where the face is at rest,
-        # is taken out of every frame (the measured pose bias is an average face's).
-        rest_terms = terms[at_rest, :REST_POSE_TERMS]
-        at = np.searchsorted(kept_frames, at_rest)
-        bend = pose_dependence(kept_vertices[at].reshape(len(at), -1), rest_terms)
-        projected -= bend(terms[:, :REST_POSE_TERMS], solver.columns.T)
-        kept_vertices -= bend(terms[kept_frames, :REST_POSE_TERMS]).reshape(kept_vertices.shape)
-        apertures = apertures - pose_dependence(apertures[at_rest], rest_terms)(terms[:, :REST_POSE_TERMS])
+    bend_terms = terms[sample, :BEND_POSE_TERMS]
+    if at_rest is not None or swings_enough(bend_terms):
+        # How the capture bends this face as its head turns (the measured pose bias is an average
+        # face's), measured on the rest frames or on the whole clip, is taken out of every frame.
+        at = np.searchsorted(kept_frames, sample)
+        bend = pose_dependence(kept_vertices[at].reshape(len(at), -1), bend_terms)
+        projected -= bend(terms[:, :BEND_POSE_TERMS], solver.columns.T)
+        kept_vertices -= bend(terms[kept_frames, :BEND_POSE_TERMS]).reshape(kept_vertices.shape)
+        apertures = apertures - pose_dependence(apertures[sample], bend_terms)(terms[:, :BEND_POSE_TERMS])
     rest_source = [neutral_frame] if neutral_frame is not None else (at_rest if at_rest is not None else slice(None))
     rest_apertures = np.median(apertures[rest_source], axis=0)
     lids = lid_weights(apertures / rest_apertures - 1.0, solver.lid_response)
