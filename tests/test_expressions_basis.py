@@ -55,10 +55,9 @@ def test_the_committed_basis_is_what_the_script_derives():
 def test_the_observed_basis_is_the_geometric_one_as_the_capture_sees_it():
     observed, geometric, marks = load_basis("observed"), load_basis("geometric"), load_template().landmarks
     assert observed.shape == geometric.shape and not np.array_equal(observed, geometric)
-    # the jaw line and the chin or the lower lip drop (each measuring frame loses one of the two
-    # to the jump from rest, and the median over the renders keeps the majority's: see
-    # bench/expression_basis.py)
-    assert observed[INDEX["jawOpen"], [marks["lower_lip_outer"], marks["chin"]], 1].min() < -0.01
+    # the jaw line, the chin and the lower lip drop (measured at a weight small enough for the
+    # capture to keep both the chin and the lip on the jump from rest: see bench/expression_basis.py)
+    assert observed[INDEX["jawOpen"], [marks["lower_lip_outer"], marks["chin"]], 1].max() < -0.01
     assert observed[INDEX["jawOpen"], [marks["jaw_L_5"], marks["jaw_R_5"]], 1].max() < -0.005
     lid = marks["eye_upper_lid_L"]
     assert geometric[INDEX["eyeBlinkLeft"], lid, 1] < observed[INDEX["eyeBlinkLeft"], lid, 1] < -0.0005
