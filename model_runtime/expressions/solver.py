@@ -28,11 +28,12 @@ unpenalised: what is left of the head pose's error is theirs, not a brow's or th
 The eyeLook shapes and the gaze come from the iris centres relative to the eye corners (not from
 the fit: the eyeballs are not in the surface fit). The lids' shapes (eyeBlink, eyeWide) come
 from each eye's aperture, lid opening over eye width, relative to its rest (the neutral frame's,
-or the median of the rest frames' or of the clip's; with rest frames, less its bend as the head
-turns, measured there like the surface's), scaled by the aperture change the basis's shape makes
-(the mean of the two eyes': the lids respond alike); their shapes are taken out of the offsets
-before the fit, so the lids' few millimetres do not have to compete with the brows and cheeks in
-it. tongueOut is never seen: it stays 0.
+or the median of the rest frames' or of the clip's; less its bend as the head turns, measured
+like the surface's), scaled by the aperture change the basis's shape makes (the mean of the two
+eyes': the lids respond alike; a widening counts only beyond the aperture's own spread, see
+`lid_weights`); their shapes are taken out of the offsets before the fit, so the lids' few
+millimetres do not have to compete with the brows and cheeks in it. tongueOut is never seen: it
+stays 0.
 Head rotation is (yaw, pitch, roll) in radians relative to a head facing the camera.
 
 Memory: the mesh is read READ_FRAMES frames at a time and kept only as its projection on the
