@@ -51,7 +51,7 @@ class MapState:
     valid: np.ndarray  # (h, w) bool, pixels holding a face coordinate
 
 
-def to_gray(image_rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def gray_at_map_size(image_rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(h, w) uint8 grey image of an RGB frame at map size ``(w, h)``."""
     gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
     if gray.shape[::-1] == tuple(size):

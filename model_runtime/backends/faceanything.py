@@ -72,7 +72,8 @@ from ..capture_folder import stored_depth
 from ..contract import CANONICAL_SPACE_ID, FrameMaps, crop_window
 from ..errors import InputError, UserError
 from ..intrinsics import intrinsics_for
-from ..map_fusion import MapFusion, MapState, face_pixels, sampler_at_map_pixels, state_from_maps, to_gray
+from ..map_fusion import (MapFusion, MapState, face_pixels, gray_at_map_size, sampler_at_map_pixels,
+                          state_from_maps)
 from ..network.canonical_alignment import (
     MIN_PAIRS,
     RELEASE_SPACE_ID,
@@ -234,7 +235,7 @@ class FaceAnythingBackend:
             image, maps = previous
             _check_image(image, 0, None)
             size = network_input_size(image.shape[1], image.shape[0], self.resolution)
-            self._state = state_from_maps(to_gray(image, size), maps)
+            self._state = state_from_maps(gray_at_map_size(image, size), maps)
 
     def lose_track(self) -> None:
         """The frame at the next position is unreadable: the stream moves past it (it keeps its
@@ -352,7 +353,7 @@ class FaceAnythingBackend:
         if position in self._lost_at:
             self._state = None
         height, width = prediction.depth.shape
-        gray = to_gray(image, (width, height))
+        gray = gray_at_map_size(image, (width, height))
         prediction.canonical = self._fusion.refine(
             self._state, gray, prediction.canonical, prediction.canonical_confidence, prediction.mask
         )
