@@ -5,9 +5,10 @@ import pytest
 
 from bench.sequences import rotation_matrix
 from model_runtime.expressions.arkit import ARKIT_NAMES, EXPRESSIVE, INDEX
-from model_runtime.expressions.solver import (EYEBALL_RADIUS_M, EYES, GAZE_SHAPES, TEMPLATE_FACING_CAMERA,
-                                              ExpressionSolver, SolverSettings, head_angles, load_basis,
-                                              load_pose_bias, pose_terms, solve_sequence, swings_enough)
+from model_runtime.expressions.solver import (EYEBALL_RADIUS_M, EYES, GAZE_SHAPES, LID_SHAPES,
+                                              TEMPLATE_FACING_CAMERA, ExpressionSolver, SolverSettings, head_angles,
+                                              lid_weights, load_basis, load_pose_bias, pose_terms, solve_sequence,
+                                              swings_enough)
 from model_runtime.expressions.surface import closest_on_surface, interpolate
 from model_runtime.reconstruct.mesh import template_mesh
 from model_runtime.template import load_template
@@ -131,6 +132,22 @@ def test_gaze_from_the_irises(mesh, solver):
     assert last[INDEX["eyeLookOutLeft"]] > 0.5 and last[INDEX["eyeLookInRight"]] > 0.5
     assert last[INDEX["eyeLookDownLeft"]] > 0.3 and last[INDEX["eyeLookUpLeft"]] == 0
     assert first[INDEX["eyeLookUpRight"]] > 0.3 and first[INDEX["eyeLookOutRight"]] > 0.5
+
+
+def test_a_widening_counts_only_beyond_the_apertures_own_spread():
+    """Aperture noise as large as a small eyeWide (the capture's lids wander as the head turns)
+    reads no eyeWide; a widening beyond it reads its excess; blinks keep their whole depth."""
+    rng = np.random.default_rng(16)
+    change = rng.normal(0.0, 0.03, (120, 2))
+    change[60:70] += 0.2  # a widening of both eyes
+    change[90:94] = -0.35  # a blink
+    response = np.array([-0.35, 0.25, -0.35, 0.25])  # LID_SHAPES: blink, wide per eye
+    weights = lid_weights(change, response)
+    wide = weights[:, [LID_SHAPES.index("eyeWideLeft"), LID_SHAPES.index("eyeWideRight")]]
+    outside = np.r_[0:60, 70:120]
+    assert wide[outside].mean() < 0.02  # read from 0 it would be about 0.05, peaks of 0.3
+    assert 0.5 < wide[60:70].mean() < 0.8  # (0.2 - about 0.03) / 0.25
+    assert np.allclose(weights[90:94, LID_SHAPES.index("eyeBlinkLeft")], 1.0)
 
 
 def test_blinks_are_found_and_none_invented(mesh, solver):
