@@ -39,8 +39,8 @@ captured with the default backend (appearance stage on) and reconstructed withou
   At OBSERVED_WEIGHT 0.35 the jumps are half as large and the lip drops (-16 mm; the chin -24
   as before); on the expression bench the mean r rose or held and the mean error fell for every
   method and clip set (ours on the scored clips: r 0.720 -> 0.746, error 0.050 -> 0.043;
-  mouthFunnel r 0.41 -> 0.93; bench/expressions/report.md). (A clip ramping each expression in and out scored
-  worse in an early session, one render: 3 of 16 curves against 6.)
+  mouthFunnel r 0.41 -> 0.93; bench/expressions/report.md). (A clip ramping each expression in
+  and out scored worse in an early session, one render: 3 of 16 curves against 6.)
 * the ``pose_bias``: the head at rest turning through yaw and pitch (`pose_spec`); each
   landmark's head-frame position, fitted linearly in the solver's `pose_terms`, says how the
   capture bends a face at rest as it turns.

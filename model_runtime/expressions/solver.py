@@ -89,7 +89,8 @@ robust fit tells it from the bend; a head that turns once while the face smiles 
 them apart (a smile held through the second half of a single 40 degree turn: measured from that
 clip, the bend took most of it, a mean error of 0.24 instead of 0.02; tests/test_expressions_solver.py)."""
 POSE_TERM_FLOOR_RAD = np.radians(3.0)
-"""A pose term that spreads less than this over the rest frames is held by a ridge, not fitted to noise."""
+"""A pose term that spreads less than this over the frames the bend is measured on is held by a
+ridge, not fitted to noise."""
 TUKEY_C = 4.685
 TEMPLATE_FACING_CAMERA = np.diag([1.0, -1.0, -1.0])  # canonical (+Y up, +Z out) -> camera (y down, z away)
 
